@@ -1,0 +1,7 @@
+"""Datasets and LightningDataModules."""
+
+from dsflow.data.base import DatasetSource, LabeledData
+from dsflow.data.pair import FlowDataModule
+from dsflow.data.synthetic import GaussianMixture
+
+__all__ = ["DatasetSource", "FlowDataModule", "GaussianMixture", "LabeledData"]

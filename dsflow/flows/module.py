@@ -1,0 +1,114 @@
+"""FlowModule: a LightningModule whose training step is one step of a Wasserstein gradient flow.
+
+The particle step (paper eq. 17) is x_i <- x_i - tau * n * grad_{x_i} F(rho_n): F is a mean over particles, so
+its gradient in one particle is O(1/n); multiplying by n turns it into that particle's velocity
+-grad (dF/drho)(x_i), and the step size tau does not depend on n. This scaling is applied once, in
+:meth:`FlowModule.on_after_backward`; the optimizer (SGD = forward Euler, momentum, Adam) then takes the step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from dsflow.data.base import LabeledData
+from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
+from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
+from dsflow.flows.particles import Particles, Reference
+
+__all__ = ["FlowModule"]
+
+
+class FlowModule(L.LightningModule):
+    """Flows a labeled dataset (the particles) along the gradient flow of an objective.
+
+    Args:
+        terms: objective terms (default: the OTDD to the reference alone).
+        dynamics: label dynamics (default: fd-fl, :class:`~dsflow.flows.dynamics.FeatureDriven`).
+        optimizer: optimizer factory over the module's parameters (default: SGD with step size 0.1, i.e. the
+            forward Euler scheme with tau = 0.1).
+    """
+
+    def __init__(
+        self,
+        terms: list[ObjectiveTerm] | None = None,
+        dynamics: LabelDynamics | None = None,
+        optimizer: OptimizerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.objective = Objective(terms if terms is not None else [OTDDTerm()])
+        self.dynamics = dynamics if dynamics is not None else FeatureDriven()
+        self.optimizer_factory = optimizer
+        self.particles = Particles()
+        self.reference = Reference()
+        self.last_loss: FlowLoss | None = None
+
+    # ---------------------------------------------------------------- data
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is None:
+            if not self.particles.initialized:
+                raise ValueError("FlowModule: no data; pass a FlowDataModule to the trainer or call init_data()")
+            return
+        self.init_data(datamodule.source, datamodule.reference, keep_particles=self.particles.initialized)
+
+    def init_data(self, source: LabeledData, reference: LabeledData, keep_particles: bool = False) -> None:
+        """Set the reference and (unless ``keep_particles``) start the particles from ``source``."""
+        if source.feature_shape != reference.feature_shape:
+            raise ValueError(
+                f"FlowModule: source '{source.name}' has feature shape {source.feature_shape} but reference "
+                f"'{reference.name}' has {reference.feature_shape}; resize one of them (e.g. the dataset's "
+                f"`size`/`channels` options) so that both match"
+            )
+        if not keep_particles:
+            self.particles.init_from(source)
+        self.reference.init_from(reference)
+        self.dynamics.setup(self.particles, self.reference)
+
+    # ---------------------------------------------------------------- objective
+    def state(self) -> FlowState:
+        """The current :class:`FlowState`, with label tables when a term needs them."""
+        p, r = self.particles, self.reference
+        labels = None
+        distance = self.objective.label_distance
+        if distance is not None:
+            labels = self.dynamics.label_costs(p, r, distance)
+        assert p.x is not None
+        return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels)
+
+    def compute_objective(self) -> FlowLoss:
+        """F at the current particles (differentiable in the parameters)."""
+        return self.objective(self.state())
+
+    # ---------------------------------------------------------------- training
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        del batch, batch_idx
+        loss = self.compute_objective()
+        if not torch.isfinite(loss.total):
+            raise FloatingPointError(
+                f"FlowModule: the objective became {loss.total.item()} at step {self.global_step}; "
+                f"lower the step size or raise the entropic regularisation (the last checkpoint is intact)"
+            )
+        self.last_loss = FlowLoss(loss.total.detach(), {k: v.detach() for k, v in loss.parts.items()})
+        self.log("train/objective", loss.total, prog_bar=True)
+        if len(loss.parts) > 1:
+            self.log_dict({f"train/{k}": v for k, v in loss.parts.items()})
+        return loss.total
+
+    def on_after_backward(self) -> None:
+        x = self.particles.x
+        if x is not None and x.grad is not None:
+            x.grad.mul_(self.particles.n)  # eq. 17: velocity = n * grad of the mean-weighted functional
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.dynamics.after_step(self.particles)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer_factory is None:
+            return torch.optim.SGD(params, lr=0.1)
+        return self.optimizer_factory(params)

@@ -1,0 +1,135 @@
+"""Class statistics of a labeled point cloud (paper section 3.3, the Gaussian label approximation).
+
+Notation: x (n, d) features, y (n,) integer labels in [0, C), mu (C, d) class means, cov (C, d, d) class
+covariances, r the largest class size. Covariances are the unbiased sample covariances (divisor n_c - 1), so
+every class needs at least two samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+__all__ = ["LabelStats", "class_counts", "class_means", "class_factors", "class_stats", "group_by_class", "check_labels"]
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """Gaussian summary of each class.
+
+    Attributes:
+        means: (C, d) class means mu_c.
+        covs: (C, d, d) class covariances, or None when only ``factors`` are kept (high dimension).
+        factors: (C, d, r) centred samples scaled by 1/sqrt(n_c - 1), zero-padded to the largest class, so that
+            cov_c = factors_c @ factors_c^T; None when the statistics are parameters rather than sample moments.
+        counts: (C,) samples per class (float; weights for parameters).
+    """
+
+    means: Tensor
+    covs: Tensor | None
+    factors: Tensor | None
+    counts: Tensor
+
+    @property
+    def num_classes(self) -> int:
+        return self.means.shape[0]
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def full_covs(self) -> Tensor:
+        """(C, d, d) covariances, formed from the factors when they are not stored."""
+        if self.covs is not None:
+            return self.covs
+        assert self.factors is not None
+        return self.factors @ self.factors.transpose(-1, -2)  # (C, d, d)
+
+    def detach(self) -> "LabelStats":
+        def d(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t.detach()
+
+        return LabelStats(self.means.detach(), d(self.covs), d(self.factors), self.counts.detach())
+
+
+def check_labels(y: Tensor, num_classes: int, name: str = "labels", min_count: int = 1) -> Tensor:
+    """Validate integer labels and return the (C,) class counts.
+
+    Raises:
+        ValueError: if ``y`` is not 1-D integer, has labels outside [0, num_classes), or a class has fewer
+            than ``min_count`` samples.
+    """
+    if y.ndim != 1 or y.dtype.is_floating_point or y.dtype == torch.bool:
+        raise ValueError(f"{name}: expected a 1-D integer tensor of labels, got dtype {y.dtype} shape {tuple(y.shape)}")
+    if y.numel() == 0:
+        raise ValueError(f"{name}: no samples")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}), found range [{lo}, {hi}]")
+    counts = torch.bincount(y, minlength=num_classes)
+    if min_count > 0 and bool((counts < min_count).any()):
+        bad = torch.nonzero(counts < min_count).flatten().tolist()
+        raise ValueError(
+            f"{name}: classes {bad} have fewer than {min_count} samples (counts {counts[bad].tolist()}); "
+            f"a class covariance needs at least 2 samples: drop those classes or add samples"
+        )
+    return counts
+
+
+def class_counts(y: Tensor, num_classes: int) -> Tensor:
+    """(C,) number of samples of each class."""
+    return torch.bincount(y, minlength=num_classes)
+
+
+def class_means(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """(C, d) class means; differentiable in x. Empty classes get a zero mean."""
+    sums = x.new_zeros(num_classes, x.shape[1]).index_add(0, y, x)  # (C, d)
+    counts = class_counts(y, num_classes).clamp_min(1).to(x.dtype)
+    return sums / counts[:, None]
+
+
+def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """(C, r, d) the samples of each class, zero-padded to the largest class size r; differentiable in x."""
+    n = x.shape[0]
+    counts = class_counts(y, num_classes)
+    order = torch.argsort(y, stable=True)  # samples grouped by class
+    ys = y[order]
+    starts = torch.cumsum(counts, 0) - counts  # (C,) first position of each class in `order`
+    pos = torch.arange(n, device=x.device) - starts[ys]  # (n,) rank of each sample within its class
+    r = int(counts.max())
+    return x.new_zeros(num_classes, r, *x.shape[1:]).index_put((ys, pos), x[order])  # (C, r, d)
+
+
+def class_factors(x: Tensor, y: Tensor, num_classes: int, means: Tensor | None = None) -> Tensor:
+    """(C, d, r) factors A_c with A_c A_c^T = cov_c (unbiased), r the largest class size; differentiable in x.
+
+    Column j of A_c is (x_i - mu_c) / sqrt(n_c - 1) for the j-th sample i of class c; missing columns are zero.
+    """
+    if means is None:
+        means = class_means(x, y, num_classes)
+    scale = (class_counts(y, num_classes) - 1).clamp_min(1).to(x.dtype).rsqrt()  # (C,)
+    centred = group_by_class(x - means[y], y, num_classes)  # (C, r, d)
+    return (centred * scale[:, None, None]).transpose(1, 2)  # (C, d, r)
+
+
+def class_stats(x: Tensor, y: Tensor, num_classes: int, keep_covs: bool | None = None) -> LabelStats:
+    """Means, covariances (or their factors) and counts of each class of (x, y).
+
+    Args:
+        x: (n, d) features.
+        y: (n,) labels in [0, num_classes).
+        num_classes: C.
+        keep_covs: store the (C, d, d) covariances; by default only when the largest class has at least d
+            samples (otherwise the (C, d, r) factors are smaller and give the small-SVD Bures form).
+    """
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise ValueError(f"class_stats: expected x (n, d) and y (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    means = class_means(x, y, num_classes)
+    factors = class_factors(x, y, num_classes, means)
+    counts = class_counts(y, num_classes).to(x.dtype)
+    if keep_covs is None:
+        keep_covs = factors.shape[-1] >= x.shape[1]
+    covs = factors @ factors.transpose(-1, -2) if keep_covs else None  # (C, d, d)
+    return LabelStats(means, covs, None if keep_covs else factors, counts)
