@@ -1,0 +1,115 @@
+"""Command-line entry points (LightningCLI): ``flow.py`` runs flows.
+
+Each run writes into one run directory (``--run_dir``, by default ``runs/<name>-<timestamp>``): checkpoints,
+the flow's outputs (see :class:`~dsflow.callbacks.FlowRecorder`), the resolved ``config.yaml`` and the W&B run.
+W&B runs offline unless the user has set it up (an API key in the environment or ~/.netrc); it never prompts.
+Resuming with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues in that checkpoint's run directory.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import WandbLogger
+
+from dsflow.callbacks.recorder import FlowRecorder
+from dsflow.data.pair import FlowDataModule
+from dsflow.flows.module import FlowModule
+
+__all__ = ["FlowCLI", "flow_main", "configure_wandb"]
+
+
+def configure_wandb() -> str:
+    """Make W&B non-interactive: offline unless a key is configured. Returns the mode in effect."""
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    if "WANDB_MODE" not in os.environ and not _wandb_key_available():
+        os.environ["WANDB_MODE"] = "offline"
+    return os.environ.get("WANDB_MODE", "online")
+
+
+def _wandb_key_available() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return auth is not None
+
+
+class FlowCLI(LightningCLI):
+    """LightningCLI with a run directory, checkpointing and flow outputs wired in."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (default: runs/<name>-<time>).")
+        parser.add_argument("--name", type=str, default="flow", help="Experiment name (W&B run name, run directory).")
+        parser.add_lightning_class_args(FlowRecorder, "recorder")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.every_n_train_steps": 100,
+                "checkpoint.filename": "step={step:06d}",
+                "checkpoint.auto_insert_metric_name": False,
+                "trainer.log_every_n_steps": 1,
+                "trainer.max_steps": 100,
+            }
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = _run_dir(cfg.get("run_dir"), cfg.get("name", "flow"), cfg.get("ckpt_path"))
+        self.run_dir = run_dir
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint is not None and checkpoint.dirpath is None:
+            checkpoint.dirpath = str(run_dir / "checkpoints")
+        kwargs["default_root_dir"] = str(run_dir)
+        if cfg.trainer.get("logger") in (None, True):
+            configure_wandb()
+            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{cfg.get('name', 'flow')}-{run_dir.name}", save_dir=str(run_dir))
+        return super().instantiate_trainer(**kwargs)
+
+    def after_fit(self) -> None:
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.experiment.finish()
+        if self.trainer.is_global_zero:
+            print(f"run dir: {self.run_dir}", flush=True)
+
+
+def _run_dir(given: str | None, name: str, ckpt_path: str | None) -> Path:
+    """The run directory: as given, the one a resumed checkpoint lives in, or a new ``runs/<name>-<time>``."""
+    if given:
+        path = Path(given)
+    elif ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
+        path = Path(ckpt_path).parent.parent
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{name}-{stamp}"
+        k = 1
+        while path.exists():
+            k += 1
+            path = Path("runs") / f"{name}-{stamp}-{k}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def flow_main(args: list[str] | None = None) -> FlowCLI:
+    """``flow.py``: ``fit`` a :class:`FlowModule` on a :class:`FlowDataModule` (or subclasses) from YAML."""
+    return FlowCLI(
+        FlowModule,
+        FlowDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )

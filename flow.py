@@ -1,0 +1,6 @@
+"""Run a dataset gradient flow: ``python flow.py fit --config configs/flow/gaussians_2d.yaml``."""
+
+from dsflow.cli import flow_main
+
+if __name__ == "__main__":
+    flow_main()
