@@ -1,5 +1,6 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary)."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary) and graceful interrupts."""
 
+from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 
-__all__ = ["FlowRecorder"]
+__all__ = ["FlowRecorder", "GracefulInterrupt"]

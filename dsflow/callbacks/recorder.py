@@ -91,6 +91,7 @@ class FlowRecorder(L.Callback):
             "num_particles": int(x.shape[0]),
             "num_reference": int(pl_module.reference.x.shape[0]),
             "feature_shape": list(x.shape[1:]),
+            "interrupted": any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks),
         }
         write_json(run_dir / "summary.json", summary)
         for logger in trainer.loggers:

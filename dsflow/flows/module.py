@@ -22,6 +22,11 @@ from dsflow.flows.particles import Particles, Reference
 
 __all__ = ["FlowModule"]
 
+_DIVERGED = (
+    "Lower the step size or raise the entropic regularisation; checkpoints and trajectory snapshots written "
+    "before this step are intact"
+)
+
 
 class FlowModule(L.LightningModule):
     """Flows a labeled dataset (the particles) along the gradient flow of an objective.
@@ -64,6 +69,10 @@ class FlowModule(L.LightningModule):
                 f"'{reference.name}' has {reference.feature_shape}; resize one of them (e.g. the dataset's "
                 f"`size`/`channels` options) so that both match"
             )
+        distance = self.objective.label_distance
+        if distance is not None:
+            for data in (source, reference):
+                _check_class_sizes(data, distance.min_class_size)
         if not keep_particles:
             self.particles.init_from(source)
         self.reference.init_from(reference)
@@ -87,12 +96,10 @@ class FlowModule(L.LightningModule):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         del batch, batch_idx
-        loss = self.compute_objective()
-        if not torch.isfinite(loss.total):
-            raise FloatingPointError(
-                f"FlowModule: the objective became {loss.total.item()} at step {self.global_step}; "
-                f"lower the step size or raise the entropic regularisation (the last checkpoint is intact)"
-            )
+        try:
+            loss = self.compute_objective()
+        except FloatingPointError as err:
+            raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {err}. {_DIVERGED}") from err
         self.last_loss = FlowLoss(loss.total.detach(), {k: v.detach() for k, v in loss.parts.items()})
         self.log("train/objective", loss.total, prog_bar=True)
         if len(loss.parts) > 1:
@@ -104,11 +111,44 @@ class FlowModule(L.LightningModule):
         if x is not None and x.grad is not None:
             x.grad.mul_(self.particles.n)  # eq. 17: velocity = n * grad of the mean-weighted functional
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self._check_finite()  # before any callback can checkpoint a diverged state
         self.dynamics.after_step(self.particles)
+
+    def _check_finite(self) -> None:
+        """Stop with the step number when the objective or the particles stop being finite (one host sync)."""
+        x = self.particles.x
+        assert x is not None and self.last_loss is not None
+        objective = self.last_loss.total
+        if bool(torch.isfinite(objective) & torch.isfinite(x).all()):
+            return
+        what = f"the objective became {objective.item()}" if not torch.isfinite(objective) else (
+            f"{int((~torch.isfinite(x)).sum())} particle coordinates became NaN/inf"
+        )
+        raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {what}. {_DIVERGED}")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
         if self.optimizer_factory is None:
             return torch.optim.SGD(params, lr=0.1)
-        return self.optimizer_factory(params)
+        try:
+            optimizer = self.optimizer_factory(params)
+        except ValueError as err:  # e.g. torch's "Invalid learning rate: -0.1"
+            raise ValueError(f"model.init_args.optimizer: {err}") from err
+        for group in optimizer.param_groups:
+            if not group.get("lr", 1.0) > 0:
+                raise ValueError(f"model.init_args.optimizer.init_args.lr: the step size must be positive, got {group['lr']}")
+        return optimizer
+
+
+def _check_class_sizes(data: LabeledData, min_size: int) -> None:
+    """Every class present in ``data`` needs ``min_size`` samples (2 for a covariance)."""
+    counts = torch.bincount(data.y, minlength=data.num_classes)
+    small = torch.nonzero((counts > 0) & (counts < min_size)).flatten().tolist()
+    if small:
+        raise ValueError(
+            f"{data.name}: classes {small} have {counts[small].tolist()} sample(s) but the label distance needs at "
+            f"least {min_size} per class (a covariance is undefined for one sample): drop those classes, add "
+            f"samples, or use dsflow.ot.ExactLabelDistance"
+        )

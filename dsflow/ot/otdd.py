@@ -21,6 +21,7 @@ converged potentials (the envelope theorem), not through the iterations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -125,6 +126,8 @@ def otdd(
     zb = torch.cat([x_ref, (ls + labels.ref_index).to(x.dtype)[:, None]], 1)  # (m, d + 1)
     s = settings
     diameter = (s.lambda_x * bounding_diameter(x, x_ref) ** 2 + s.lambda_y * float(table.detach().max())) ** 0.5
+    if not math.isfinite(diameter):
+        raise FloatingPointError(f"otdd: the cost scale is {diameter} (features or label distances are NaN/inf or overflow)")
 
     def cost(a: Tensor, b: Tensor) -> Tensor:
         return augmented_cost(a, b, table, s.lambda_x, s.lambda_y)
