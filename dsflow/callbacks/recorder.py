@@ -117,7 +117,8 @@ class FlowRecorder(L.Callback):
         ref_xy = (ref.x.cpu().numpy(), ref.y.cpu().numpy())
         n = x.shape[0]
         run_dir = Path(trainer.default_root_dir)
-        saved = sorted(int(p.stem.split("_")[1]) for p in (run_dir / "trajectory").glob("step_*.npz"))
+        files = (run_dir / "trajectory").glob("step_*.npz")
+        saved = sorted(s for s in (int(p.stem.split("_")[1]) for p in files) if s <= trainer.global_step)
         picks = sorted({saved[round(i * (len(saved) - 1) / (self.panels - 1))] for i in range(self.panels)})
         panels = []
         for step in picks:
