@@ -123,14 +123,13 @@ class FlowModule(L.LightningModule):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         if self.temperature > 0:
-            self.add_noise()
+            self.add_noise(self._particle_lr())
 
     @torch.no_grad()
-    def add_noise(self) -> None:
-        """Euler-Maruyama entropy step x <- x + sqrt(2 tau T) xi, tau the particles' learning rate."""
+    def add_noise(self, tau: float) -> None:
+        """Euler-Maruyama entropy step x <- x + sqrt(2 tau T) xi, xi ~ N(0, I) (n, d), tau the step size."""
         x = self.particles.x
         assert x is not None
-        tau = self._particle_lr()
         xi = torch.randn(x.shape, generator=self.noise, dtype=x.dtype)  # drawn on CPU: same stream on any device
         x.add_(xi.to(x.device), alpha=(2 * tau * self.temperature) ** 0.5)
 
