@@ -50,6 +50,8 @@ def scatter_panels(
         ax.set_ylim(lo[1] - pad, hi[1] + pad)
         if dim3:
             ax.set_zlim(lo[2] - pad, hi[2] + pad)  # type: ignore[attr-defined]
+            ax.set_box_aspect(tuple(hi - lo + 2 * pad))  # type: ignore[arg-type]  # true proportions
+            ax.view_init(elev=25, azim=-60)  # type: ignore[attr-defined]
         ax.set_title(name)
     if title:
         fig.suptitle(title)
