@@ -197,3 +197,13 @@ def test_negative_squared_distance_kernel() -> None:
     sq = torch.tensor([[0.0, 4.0], [4.0, 0.0]], dtype=D)
     torch.testing.assert_close(NegativeSquaredDistance()(sq), -sq)
     torch.testing.assert_close(ExponentialKernel(2.0)(sq), torch.exp(-sq.sqrt() / 2))
+
+
+def test_pairwise_distances_high_dimension_form_agrees() -> None:
+    x, _ = _points(7, 80)
+    exact = E.pairwise_sq_distances(x, max_diff_dim=1000)
+    expanded = E.pairwise_sq_distances(x, max_diff_dim=10)
+    torch.testing.assert_close(expanded, exact)
+    assert torch.equal(torch.diagonal(expanded), torch.zeros(7, dtype=D))
+    x = x.detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda x: ExponentialKernel(3.0)(E.pairwise_sq_distances(x, 10)).sum(), (x,), eps=1e-6, atol=1e-6)

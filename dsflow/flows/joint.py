@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dsflow.flows.clustering import Clustering, KMeansClustering, match_labels
+from dsflow.flows.clustering import Clustering, DBSCANClustering, match_labels
 from dsflow.flows.dynamics import LabelDynamics
 from dsflow.flows.particles import Particles, Reference
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance, diagonal_bures_table, diagonal_stats
@@ -122,7 +122,8 @@ class JointDrivenVariable(_ParamState):
     previous ones.
 
     Args:
-        clustering: how labels are recovered (default: k-means with k = 2).
+        clustering: how labels are recovered (default: DBSCAN with the paper's eps = 5 and 4 points; eps is in
+            W_2 units, so scale it to the data).
         cluster_every: steps between clusterings (1 = every step).
         min_std: lower bound of the initial standard deviations.
     """
@@ -133,7 +134,7 @@ class JointDrivenVariable(_ParamState):
         super().__init__()
         if cluster_every < 1 or min_std <= 0:
             raise ValueError(f"JointDrivenVariable: need cluster_every >= 1 and min_std > 0, got {cluster_every}, {min_std}")
-        self.clustering = clustering if clustering is not None else KMeansClustering(2)
+        self.clustering = clustering if clustering is not None else DBSCANClustering()
         self.cluster_every = cluster_every
         self.min_std = min_std
         self.means: nn.Parameter | None = None  # (n, d)

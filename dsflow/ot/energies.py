@@ -127,10 +127,18 @@ def collapse_potential(x: Tensor, dims: list[int], target: Tensor) -> Tensor:
     return 0.5 * (x[:, dims] - target).pow(2).sum(-1)
 
 
-def pairwise_sq_distances(x: Tensor) -> Tensor:
-    """(n, n) |x_i - x_j|^2, by differences (exact, unlike the |a|^2 + |b|^2 - 2ab expansion)."""
+def pairwise_sq_distances(x: Tensor, max_diff_dim: int = 64) -> Tensor:
+    """(n, n) |x_i - x_j|^2.
+
+    By differences when d <= ``max_diff_dim`` (exact, no cancellation); in higher dimension by the expansion
+    |a|^2 + |b|^2 - 2 a.b, which needs no (n, n, d) tensor. Either way the diagonal is exactly 0 with a zero gradient.
+    """
     _check_x(x, "pairwise_sq_distances")
-    return (x[:, None, :] - x[None, :, :]).pow(2).sum(-1)  # (n, n)
+    if x.shape[1] <= max_diff_dim:
+        return (x[:, None, :] - x[None, :, :]).pow(2).sum(-1)  # (n, n)
+    sq = x.pow(2).sum(-1)
+    d2 = (sq[:, None] + sq[None, :] - 2 * x @ x.T).clamp_min(0)  # (n, n)
+    return d2 * (1 - torch.eye(x.shape[0], dtype=x.dtype, device=x.device))
 
 
 def pair_mask(y: Tensor, pairs: str) -> Tensor | None:
