@@ -2,5 +2,6 @@
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
+from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "GracefulInterrupt"]
+__all__ = ["FlowRecorder", "GracefulInterrupt", "TorchThreads"]

@@ -4,6 +4,13 @@ The particle step (paper eq. 17) is x_i <- x_i - tau * n * grad_{x_i} F(rho_n): 
 its gradient in one particle is O(1/n); multiplying by n turns it into that particle's velocity
 -grad (dF/drho)(x_i), and the step size tau does not depend on n. This scaling is applied once, in
 :meth:`FlowModule.on_after_backward`; the optimizer (SGD = forward Euler, momentum, Adam) then takes the step.
+
+Entropy (paper section 5, internal energy T int rho log rho) is realised as Brownian noise added right after each
+optimizer step (Euler-Maruyama): x <- x - tau grad F + sqrt(2 tau T) xi, xi ~ N(0, I), with tau the learning rate
+of the particles' parameter group and T = ``temperature``. The noise comes from its own generator seeded with
+``noise_seed`` (independent of the global seed), and the generator state is saved in checkpoints, so a resumed flow
+draws the same noise as an uninterrupted one. With Adam the step is not tau grad F, but the noise still has
+variance 2 tau T per coordinate and step.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ class FlowModule(L.LightningModule):
         dynamics: label dynamics (default: fd-fl, :class:`~dsflow.flows.dynamics.FeatureDriven`).
         optimizer: optimizer factory over the module's parameters (default: SGD with step size 0.1, i.e. the
             forward Euler scheme with tau = 0.1).
+        temperature: T >= 0 of the entropy term; 0 gives a deterministic flow.
+        noise_seed: seed of the noise generator.
     """
 
     def __init__(
@@ -43,8 +52,14 @@ class FlowModule(L.LightningModule):
         terms: list[ObjectiveTerm] | None = None,
         dynamics: LabelDynamics | None = None,
         optimizer: OptimizerCallable | None = None,
+        temperature: float = 0.0,
+        noise_seed: int = 0,
     ) -> None:
         super().__init__()
+        if temperature < 0:
+            raise ValueError(f"FlowModule: temperature must be >= 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.noise = torch.Generator().manual_seed(noise_seed)
         self.objective = Objective(terms if terms is not None else [OTDDTerm()])
         self.dynamics = dynamics if dynamics is not None else FeatureDriven()
         self.optimizer_factory = optimizer
@@ -110,11 +125,37 @@ class FlowModule(L.LightningModule):
         x = self.particles.x
         if x is not None and x.grad is not None:
             x.grad.mul_(self.particles.n)  # eq. 17: velocity = n * grad of the mean-weighted functional
+        self.dynamics.scale_grads(self.particles)  # the same rule for label parameters (jd-fl, jd-vl)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
+        if self.temperature > 0:
+            self.add_noise(self._particle_lr())
         self._check_finite()  # before any callback can checkpoint a diverged state
         self.dynamics.after_step(self.particles)
+
+    @torch.no_grad()
+    def add_noise(self, tau: float) -> None:
+        """Euler-Maruyama entropy step x <- x + sqrt(2 tau T) xi, xi ~ N(0, I) (n, d), tau the step size."""
+        x = self.particles.x
+        assert x is not None
+        xi = torch.randn(x.shape, generator=self.noise, dtype=x.dtype)  # drawn on CPU: same stream on any device
+        x.add_(xi.to(x.device), alpha=(2 * tau * self.temperature) ** 0.5)
+
+    def _particle_lr(self) -> float:
+        x = self.particles.x
+        for opt in self.trainer.optimizers if self._trainer is not None else []:
+            for group in opt.param_groups:
+                if any(p is x for p in group["params"]):
+                    return float(group["lr"])
+        raise ValueError("FlowModule: the particles are in no optimizer parameter group; cannot size the noise step")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["noise_generator"] = self.noise.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "noise_generator" in checkpoint:
+            self.noise.set_state(checkpoint["noise_generator"])
 
     def _check_finite(self) -> None:
         """Stop with the step number when the objective or the particles stop being finite (one host sync)."""
