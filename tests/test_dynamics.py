@@ -9,7 +9,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 import lightning as L
 import pytest
 import torch
-from flow_helpers import flow_steps, make_flow, single_thread
+from tests.flow_helpers import flow_steps, make_flow, single_thread
 
 from dsflow.data import FlowDataModule, GaussianMixture, SwissRoll
 from dsflow.data.base import LabeledData

@@ -8,7 +8,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 
 import pytest
 import torch
-from flow_helpers import flow_steps, make_flow, single_thread, two_blobs
+from tests.flow_helpers import flow_steps, make_flow, single_thread, two_blobs
 from sklearn.svm import LinearSVC
 
 from dsflow.data.base import LabeledData
