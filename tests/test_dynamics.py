@@ -214,3 +214,16 @@ def test_swiss_roll_classes_follow_the_roll() -> None:
     torch.testing.assert_close(SwissRoll(seed=0).load().x, SwissRoll(seed=0).load().x)
     with pytest.raises(ValueError):
         SwissRoll(n=10, num_classes=0)
+
+
+def test_jdfl_gradients_finite_for_isotropic_and_singleton_classes() -> None:
+    """A one-sample class has cov = eps I (repeated eigenvalues): the label gradients must stay finite."""
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=D)
+    source = LabeledData(x, torch.tensor([0, 0, 0, 1]), 2)
+    reference = _mixture(REFERENCE["means"][:2], None, 5, 1)
+    for diagonal in (False, True):
+        dyn = JointDrivenFixed()
+        flow = make_flow([OTDDTerm(eps=0.5, label_distance=GaussianLabelDistance(diagonal))], source, reference, dyn)
+        flow.compute_objective().total.backward()
+        assert torch.isfinite(dyn.means.grad).all() and torch.isfinite(dyn.factors.grad).all()
+        assert float(dyn.factors.grad.abs().sum()) > 0

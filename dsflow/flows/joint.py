@@ -91,8 +91,15 @@ class JointDrivenFixed(_ParamState):
         return low @ low.transpose(-1, -2) + self.eps * eye  # (C, d, d)
 
     def stats(self) -> LabelStats:
-        assert self.means is not None
-        return LabelStats(self.means, self.covariances(), None, self.counts)
+        """Class Gaussians as factors F_c = [L_c, sqrt(eps) I] (C, d, 2d), F_c F_c^T = cov_c.
+
+        The factor form gives the Bures cross terms as nuclear norms (singular values, whose gradients stay finite
+        when they repeat, e.g. for an isotropic class) instead of matrix square roots of the parameters.
+        """
+        assert self.means is not None and self.factors is not None
+        low = torch.tril(self.factors)
+        root_eps = self.eps**0.5 * torch.eye(low.shape[-1], dtype=low.dtype, device=low.device).expand_as(low)
+        return LabelStats(self.means, None, torch.cat([low, root_eps], -1), self.counts)  # factors (C, d, 2d)
 
     def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
         gauss = _gaussian(distance, "JointDrivenFixed")
