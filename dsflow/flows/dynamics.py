@@ -18,6 +18,10 @@ __all__ = ["LabelDynamics", "FeatureDriven"]
 class LabelDynamics(nn.Module, ABC):
     """Builds the OTDD's label tables each step and updates label state after it."""
 
+    #: whether the source's class statistics are recomputed from the particles every step (fd-fl): then every
+    #: source class needs the label distance's minimum size; joint dynamics hold their own label parameters
+    source_stats_from_samples: bool = True
+
     def setup(self, particles: Particles, reference: Reference) -> None:
         """Create any label state from the initial particles (called once the particles exist)."""
         del particles, reference

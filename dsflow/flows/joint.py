@@ -41,6 +41,7 @@ def _gaussian(distance: LabelDistance, who: str) -> GaussianLabelDistance:
 class _ParamState(LabelDynamics):
     """Creates its parameters in setup() and materialises them from a state dict when loaded into a fresh module."""
 
+    source_stats_from_samples = False  # the label Gaussians are parameters, not sample moments
     _param_names: tuple[str, ...] = ()
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kwargs: Any) -> None:
@@ -73,7 +74,7 @@ class JointDrivenFixed(_ParamState):
         assert particles.x is not None
         x, y, c = particles.x.detach(), particles.y, particles.num_classes
         counts = check_labels(y, c, name="JointDrivenFixed labels", min_count=1)
-        stats = class_stats(x, y, c, keep_covs=True)
+        stats = class_stats(x, y, c, keep_covs=True, singletons=True)  # a singleton starts at cov = eps I
         d = x.shape[1]
         eye = torch.eye(d, dtype=x.dtype, device=x.device)
         chol, info = torch.linalg.cholesky_ex(stats.full_covs() + self.eps * eye)  # (C, d, d)

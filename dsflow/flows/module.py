@@ -86,8 +86,9 @@ class FlowModule(L.LightningModule):
             )
         distance = self.objective.label_distance
         if distance is not None:
-            for data in (source, reference):
-                _check_class_sizes(data, distance.min_class_size)
+            _check_class_sizes(reference, distance.min_class_size)
+            if self.dynamics.source_stats_from_samples:
+                _check_class_sizes(source, distance.min_class_size)
         if not keep_particles:
             self.particles.init_from(source)
         self.reference.init_from(reference)

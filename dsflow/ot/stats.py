@@ -114,7 +114,9 @@ def class_factors(x: Tensor, y: Tensor, num_classes: int, means: Tensor | None =
     return (centred * scale[:, None, None]).transpose(1, 2)  # (C, d, r)
 
 
-def class_stats(x: Tensor, y: Tensor, num_classes: int, keep_covs: bool | None = None) -> LabelStats:
+def class_stats(
+    x: Tensor, y: Tensor, num_classes: int, keep_covs: bool | None = None, singletons: bool = False
+) -> LabelStats:
     """Means, covariances (or their factors) and counts of each class of (x, y).
 
     Args:
@@ -123,11 +125,13 @@ def class_stats(x: Tensor, y: Tensor, num_classes: int, keep_covs: bool | None =
         num_classes: C.
         keep_covs: store the (C, d, d) covariances; by default only when the largest class has at least d
             samples (otherwise the (C, d, r) factors are smaller and give the small-SVD Bures form).
+        singletons: accept one-sample classes, whose covariance is then zero (for callers that regularise it);
+            by default they raise, as their covariance is undefined.
     """
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"class_stats: expected x (n, d) and y (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
     counts = class_counts(y, num_classes)
-    if bool((counts == 1).any()):
+    if not singletons and bool((counts == 1).any()):
         single = torch.nonzero(counts == 1).flatten().tolist()
         raise ValueError(f"class_stats: classes {single} have a single sample; a covariance needs at least 2")
     means = class_means(x, y, num_classes)
