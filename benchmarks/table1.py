@@ -45,7 +45,7 @@ TARGETS = {
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", nargs="+", default=["usps", "fmnist"], help="names (%s) or .npz paths" % ", ".join(TARGETS))
+    p.add_argument("--targets", nargs="*", default=["usps", "fmnist"], help="names (%s) or .npz paths" % ", ".join(TARGETS))
     p.add_argument("--n", type=int, default=2000, help="particles (target samples) and MNIST reference samples")
     p.add_argument("--steps", type=int, default=100, help="flow steps")
     p.add_argument("--lr", type=float, default=0.1, help="step size tau (eq. 17)")
@@ -63,6 +63,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--oracle", default="runs/table1/lenet_mnist.ckpt", help="oracle checkpoint (trained when absent)")
     p.add_argument("--oracle-epochs", type=int, default=20)
     p.add_argument("--oracle-n", type=int, default=None, help="MNIST training samples for the oracle (default: all)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default="runs/table1", help="folder of the flows' run directories and results.json")
     return p.parse_args(argv)
 
@@ -115,6 +116,8 @@ def run_flow(source: DatasetSource, reference: DatasetSource, oracle: str, coupl
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     oracle, oracle_acc = oracle_checkpoint(args)
     print(f"oracle: {oracle} (LeNet-5), MNIST test accuracy {oracle_acc:.2f} %", flush=True)
     reference = MNIST(root=args.root, split="test", n=args.n, seed=args.seed + 1)

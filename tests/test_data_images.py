@@ -144,7 +144,10 @@ def test_cifar10_pickled_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
     import torchvision.datasets as tvd
 
-    monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)
+    import torchvision.datasets.cifar as tv_cifar
+
+    monkeypatch.setattr(tvd.CIFAR10, "_check_integrity", lambda self: True)  # tiny files cannot match the md5s
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
     data = CIFAR10(root=str(tmp_path), split="test", download=False).load()
     assert data.x.shape == (5, 3, 32, 32) and data.y.tolist() == [0, 1, 2, 3, 4]
     assert torch.allclose(data.x[1].flatten(), torch.from_numpy(batch["data"][1]).float() / 255)
