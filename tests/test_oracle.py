@@ -92,3 +92,22 @@ def test_train_cli_writes_a_loadable_oracle(tmp_path: Path) -> None:
                 "--trainer.max_epochs", "1", "--trainer.logger", "false", "--run_dir", str(tmp_path)])
     oracle = load_oracle(tmp_path / "checkpoints/best.ckpt")
     assert oracle.num_classes == 10 and oracle.input_shape == (1, 28, 28)
+
+
+def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
+    if not (data_root() / "usps.t.bz2").exists() or not (data_root() / "MNIST/raw").exists():
+        pytest.skip("USPS / MNIST not under the data root (set DSFLOW_DATA)")
+    import yaml
+
+    from dsflow.cli import flow_main
+
+    cfg = yaml.safe_load((CONFIGS / "flow/usps_mnist.yaml").read_text())
+    cfg["trainer"]["callbacks"][0]["init_args"]["checkpoint"] = str(save_oracle(LeNet5(), tmp_path / "o.ckpt"))
+    cfg["data"]["init_args"]["source"]["init_args"]["n"] = 40
+    cfg["data"]["init_args"]["reference"]["init_args"]["n"] = 40
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    flow_main(["fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_steps", "2", "--trainer.logger", "false",
+               "--run_dir", str(tmp_path / "run")])
+    history = json.loads((tmp_path / "run/oracle/history.json").read_text())
+    assert history[0]["step"] == 0 and history[-1]["step"] == 2
+    assert (tmp_path / "run/oracle/grid_step_000000.png").is_file() and (tmp_path / "run/final.npz").is_file()
