@@ -3,8 +3,8 @@
     DSFLOW_DATA=../shared/data python benchmarks/table1.py --targets usps fmnist --n 2000 --steps 100
 
 1. Trains (or loads, from ``--oracle``) a LeNet-5 on the MNIST training split (20 epochs, Adam 1e-3, wd 1e-6).
-2. For each target (a name: usps, fmnist, kmnist, emnist, mnist; or the path of any ``.npz`` with ``images`` and
-   ``labels``), takes n stratified samples of it and n MNIST samples from the test split (never seen by the
+2. For each target (a name: usps, fmnist, kmnist, emnist, mnist; the path of any ``.npz`` with ``images`` and
+   ``labels``; or ``NAME=PATH.npz`` to read a named row from an array file), takes n stratified samples of it and n MNIST samples from the test split (never seen by the
    oracle), and flows the target onto MNIST with the OTDD alone (fd-fl dynamics, SGD = forward Euler):
    supervised (true labels drive the flow) and unsupervised (k-means pseudo-labels drive it).
 3. Scores the particles with the frozen oracle before and after, through the coupling layer derived from label
@@ -55,6 +55,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lambda-y", type=float, default=5.0, help="weight of the label term")
     p.add_argument("--scaling", type=float, default=0.7, help="Sinkhorn epsilon-scaling ratio")
     p.add_argument("--diagonal", action="store_true", help="diagonal Gaussian label distances (default: full covariances)")
+    p.add_argument("--balanced", action="store_true", help="class-balanced subsets of targets and reference")
+    p.add_argument("--split", default="test", help="split of the named targets (the MNIST reference is always test)")
     p.add_argument("--modes", nargs="+", default=["supervised", "unsupervised"], choices=["supervised", "unsupervised"])
     p.add_argument("--same-labels", nargs="*", default=[], help="extra targets that share MNIST's labels (no coupling)")
     p.add_argument("--every", type=int, default=0, help="score every k steps (0: before and after only)")
@@ -71,7 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def oracle_checkpoint(args: argparse.Namespace) -> tuple[str, float]:
     """Path of the MNIST LeNet-5 (trained here if absent) and its accuracy (%) on the MNIST test split."""
     path = Path(args.oracle)
-    mnist = MNIST(root=args.root, n=args.oracle_n, seed=args.seed, val_fraction=0.1, batch_size=128)
+    mnist = MNIST(root=args.root, n=args.oracle_n, seed=args.seed, val_fraction=0.0, batch_size=128)
     if not path.is_file():
         L.seed_everything(args.seed, verbose=False)
         model = Classifier(LeNet5(), partial(torch.optim.Adam, lr=1e-3, weight_decay=1e-6))
@@ -89,13 +91,16 @@ def oracle_checkpoint(args: argparse.Namespace) -> tuple[str, float]:
 
 def target_source(name: str, args: argparse.Namespace) -> tuple[DatasetSource, bool]:
     """The target dataset (n stratified samples of its test split, 28 x 28 gray) and whether it has MNIST labels."""
-    common = dict(root=args.root, n=args.n, seed=args.seed, size=28, channels=1)
-    if name.endswith(".npz"):
-        return ArrayFile(path=name, **common), name in args.same_labels
+    common = dict(root=args.root, n=args.n, seed=args.seed, size=28, channels=1, balanced=args.balanced)
+    label, _, path = name.partition("=")  # "usps=usps_h5/train.npz": a named row read from an array file
+    if path or name.endswith(".npz"):
+        path = path or name
+        same = label in args.same_labels or (label in TARGETS and TARGETS[label][1])
+        return ArrayFile(path=path, name=label, **common), same
     if name not in TARGETS:
         raise ValueError(f"unknown target '{name}': use one of {sorted(TARGETS)} or the path of an .npz file")
     cls, same = TARGETS[name]
-    return cls(split="test", **common), same or name in args.same_labels
+    return cls(split=args.split, **common), same or name in args.same_labels
 
 
 def run_flow(source: DatasetSource, reference: DatasetSource, oracle: str, coupling: bool, out: Path,
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.set_num_threads(args.threads)
     oracle, oracle_acc = oracle_checkpoint(args)
     print(f"oracle: {oracle} (LeNet-5), MNIST test accuracy {oracle_acc:.2f} %", flush=True)
-    reference = MNIST(root=args.root, split="test", n=args.n, seed=args.seed + 1)
+    reference = MNIST(root=args.root, split="test", n=args.n, seed=args.seed + 1, balanced=args.balanced)
     rows = []
     for name in args.targets:
         source, same = target_source(name, args)
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for mode in args.modes:
             flow_source = source if mode == "supervised" else PseudoLabeled(source, seed=args.seed)
             coupling = mode == "unsupervised" or not same
-            out = Path(args.out) / f"{Path(name).stem}-{mode}"
+            out = Path(args.out) / f"{Path(name.partition('=')[0]).stem}-{mode}"
             before, after, seconds, history = run_flow(flow_source, reference, oracle, coupling, out, args)
             if mode == "supervised":
                 row["before"] = before

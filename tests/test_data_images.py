@@ -34,6 +34,10 @@ def test_stratified_subset_is_seeded_proportional_and_sorted() -> None:
     assert not torch.equal(idx, stratified_indices(y, 20, 3, seed=2))
     with pytest.raises(ValueError, match="subset size"):
         stratified_indices(y, 101, 3)
+    balanced = stratified_indices(y, 30, 3, seed=0, balanced=True)
+    assert torch.bincount(y[balanced], minlength=3).tolist() == [10, 10, 10]
+    with pytest.raises(ValueError, match=r"classes \[2\] have only \[10\]"):
+        stratified_indices(y, 60, 3, balanced=True)
 
 
 def test_resize_and_channel_conversion_keep_unit_range() -> None:

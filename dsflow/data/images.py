@@ -6,7 +6,8 @@ no mean/std normalisation. Images are resized (bilinear, antialiased) to ``size`
 different native shapes (USPS 16x16, STL-10 96x96x3, PCam 96x96x3) meet on a common shape.
 
 Subsets are seeded and class-stratified: ``n`` samples split over the classes in proportion to their frequency
-(largest remainders), drawn at random within each class with ``seed``.
+(largest remainders), or equally with ``balanced`` (flows between datasets of different class frequencies move
+mass across classes otherwise: USPS has 18 % zeros, MNIST 10 %), drawn at random within each class with ``seed``.
 """
 
 from __future__ import annotations
@@ -57,13 +58,26 @@ def to_float_images(images: Tensor, size: int | None = None, channels: int | Non
     return x.clamp_(0.0, 1.0)
 
 
-def stratified_indices(y: Tensor, n: int, num_classes: int, seed: int = 0) -> Tensor:
-    """(n,) indices of a seeded, class-stratified subset of labels ``y`` (N,), sorted."""
+def stratified_indices(y: Tensor, n: int, num_classes: int, seed: int = 0, balanced: bool = False) -> Tensor:
+    """(n,) indices of a seeded, class-stratified subset of labels ``y`` (N,), sorted.
+
+    Classes get shares of ``n`` proportional to their frequency, or equal shares (``balanced``; present classes only).
+    """
     total = y.shape[0]
     if not 0 < n <= total:
         raise ValueError(f"subset size n must lie in [1, {total}], got {n}")
     counts = torch.bincount(y, minlength=num_classes).double()
-    quota = counts * n / total
+    if balanced:
+        present = (counts > 0).double()
+        quota = present * n / present.sum()
+        short = torch.nonzero(counts < quota.ceil()).flatten().tolist()
+        if short:
+            raise ValueError(
+                f"balanced subset of {n}: classes {short} have only {counts[short].long().tolist()} samples "
+                f"(need {int(quota.max().ceil())} each); lower n or set balanced: false"
+            )
+    else:
+        quota = counts * n / total
     take = quota.floor().long()
     rest = n - int(take.sum())
     if rest:
@@ -91,6 +105,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         seed: seed of the subsets and of the validation hold-out.
         size: output height = width (None: native).
         channels: output channels, 1 or 3 (None: native).
+        balanced: equal class counts in subsets (default: proportional to class frequency).
         download: let torchvision download missing files (it only tries when files are missing).
         batch_size: loader batch size.
         val_fraction: share of the training split held out for validation (0: no validation).
@@ -109,6 +124,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         seed: int = 0,
         size: int | None = None,
         channels: int | None = None,
+        balanced: bool = False,
         download: bool = True,
         batch_size: int = 128,
         val_fraction: float = 0.1,
@@ -126,7 +142,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
             raise ValueError(f"{type(self).__name__}: need size >= 1, 0 <= val_fraction < 1, batch_size >= 1")
         self.root = data_root(root)
         self.split, self.n, self.seed = split, n, seed
-        self.size, self.channels, self.download = size, channels, download
+        self.size, self.channels, self.download, self.balanced = size, channels, download, balanced
         self.batch_size, self.val_fraction = batch_size, val_fraction
         self.train_split, self.test_split = train_split, test_split
         self.name = name or type(self).__name__
@@ -141,7 +157,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         raw = self.read(split)
         images, labels = raw.images, raw.labels
         if n is not None:
-            idx = stratified_indices(labels, n, raw.num_classes, self.seed)
+            idx = stratified_indices(labels, n, raw.num_classes, self.seed, self.balanced)
             images, labels = images[idx], labels[idx]
         x = to_float_images(images, self.size, self.channels)
         return LabeledData(x, labels, raw.num_classes, f"{self.name}/{split}")
