@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for name in args.targets:
         source, same = target_source(name, args)
-        row = {"target": name, "before": None, "supervised": None, "unsupervised": None, "steps": args.steps, "seconds": []}
+        label = name.partition("=")[0] if "=" in name else name
+        row = {"target": label, "before": None, "supervised": None, "unsupervised": None, "steps": args.steps, "seconds": []}
         for mode in args.modes:
             flow_source = source if mode == "supervised" else PseudoLabeled(source, seed=args.seed)
             coupling = mode == "unsupervised" or not same
