@@ -16,7 +16,6 @@ from dsflow.callbacks import OracleScorer
 from dsflow.data import ArrayFile, FlowDataModule, GaussianMixture, data_root
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.models import LeNet5, ResNet18
-from dsflow.ot.label_distance import GaussianLabelDistance
 from dsflow.tasks import load_oracle, save_oracle
 
 os.environ.setdefault("WANDB_MODE", "offline")
