@@ -1,4 +1,4 @@
-"""Command-line entry points (LightningCLI): ``flow.py`` runs flows.
+"""Command-line entry points (LightningCLI): ``flow.py`` runs flows, ``train.py`` trains oracles.
 
 Each run writes into one run directory (``--run_dir``, by default ``runs/<name>-<timestamp>``): checkpoints,
 the flow's outputs (see :class:`~dsflow.callbacks.FlowRecorder`), the resolved ``config.yaml`` and the W&B run.
@@ -23,8 +23,9 @@ from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
+from dsflow.tasks.classifier import Classifier
 
-__all__ = ["FlowCLI", "flow_main", "configure_wandb"]
+__all__ = ["FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
 
 
 def configure_wandb() -> str:
@@ -113,5 +114,47 @@ def flow_main(args: list[str] | None = None) -> FlowCLI:
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": [GracefulInterrupt()]},
+        args=args,
+    )
+
+
+class TrainCLI(LightningCLI):
+    """LightningCLI for oracles: run directory, best and last checkpoints (by ``val/acc``), offline-safe W&B."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (default: runs/<name>-<time>).")
+        parser.add_argument("--name", type=str, default="train", help="Experiment name (W&B run name, run directory).")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        self.run_dir = _run_dir(cfg.get("run_dir"), cfg.get("name", "train"), cfg.get("ckpt_path"))
+        checkpoint = self._get(self.config_init, "checkpoint")
+        if checkpoint is not None and checkpoint.dirpath is None:
+            checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        kwargs["default_root_dir"] = str(self.run_dir)
+        if cfg.trainer.get("logger") in (None, True):
+            configure_wandb()
+            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{cfg.get('name', 'train')}-{self.run_dir.name}", save_dir=str(self.run_dir))
+        return super().instantiate_trainer(**kwargs)
+
+
+def train_main(args: list[str] | None = None) -> TrainCLI:
+    """``train.py``: ``fit``/``test`` a :class:`~dsflow.tasks.Classifier` (an oracle) on an image DataModule."""
+    return TrainCLI(
+        Classifier,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
         args=args,
     )

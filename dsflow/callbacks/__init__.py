@@ -1,7 +1,8 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary) and graceful interrupts."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts."""
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
+from dsflow.callbacks.oracle import OracleScorer
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "GracefulInterrupt", "TorchThreads"]
+__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]

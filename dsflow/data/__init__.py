@@ -1,8 +1,38 @@
 """Datasets and LightningDataModules."""
 
+from dsflow.data.arrays import ArrayFile, ImageFolder
 from dsflow.data.base import DatasetSource, LabeledData
+from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
+from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
+from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
-__all__ = ["DatasetSource", "FlowDataModule", "GaussianMixture", "LabeledData", "SwissRoll"]
+__all__ = [
+    "ArrayFile",
+    "CIFAR10",
+    "DatasetSource",
+    "EMNIST",
+    "FashionMNIST",
+    "FlowDataModule",
+    "GaussianMixture",
+    "ImageDataModule",
+    "ImageFolder",
+    "KMNIST",
+    "LabeledData",
+    "MNIST",
+    "MissingDataError",
+    "PCAM",
+    "PseudoLabeled",
+    "RawImages",
+    "STL10",
+    "SwissRoll",
+    "USPS",
+    "data_root",
+    "hungarian_alignment",
+    "kmeans_labels",
+    "stratified_indices",
+    "to_float_images",
+]

@@ -1,0 +1,165 @@
+"""OracleScorer: classify the particles with a frozen oracle along the flow (paper Fig. 5, 6, 11).
+
+Every ``every_n_steps`` steps (and before the first and after the last), the current particles are classified by
+a frozen oracle and the accuracy against their true labels is logged as ``oracle/acc`` next to
+``oracle/objective``; image particles also get a fixed grid (the same particles, a few per class) as
+``flow/particles``. Files in the run directory: ``oracle/history.json`` (step, objective, accuracy) and
+``oracle/grid_step_{t:06d}.png``.
+
+Scoring (:func:`score`): the oracle's C-class probabilities, mapped to the flow's C' labels by a
+:class:`~dsflow.ot.coupling.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
+reference classes for the flow's own label distances; never a mapping read off true labels). For flows on k-means
+pseudo-labels (:class:`~dsflow.data.PseudoLabeled`), the predicted cluster is mapped to a true label by the
+Hungarian alignment of clusters to true labels: for scoring only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
+from dsflow.io import write_json
+from dsflow.ot.coupling import CouplingHead, label_coupling
+from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
+from dsflow.ot.stats import class_counts
+from dsflow.tasks.oracle import Oracle, load_oracle
+
+__all__ = ["OracleScorer", "score", "coupling_head"]
+
+
+def coupling_head(x: Tensor, y: Tensor, c: int, x_ref: Tensor, y_ref: Tensor, c_ref: int, distance: LabelDistance) -> CouplingHead:
+    """The coupling layer (C', C) between the classes of (x (n, d), y (n,)) and (x_ref (m, d), y_ref (m,))."""
+    cost = distance(x, y, c, x_ref, y_ref, c_ref)  # (C', C)
+    plan = label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())
+    return CouplingHead(plan)
+
+
+def score(oracle: Oracle, x: Tensor, true: Tensor, head: CouplingHead | None = None, alignment: Tensor | None = None) -> float:
+    """Accuracy (%) of the oracle on x (n, ...) against true labels (n,).
+
+    Args:
+        head: maps the oracle's probabilities to the flow's label set (None: predictions are compared as they are).
+        alignment: (k,) true label of each flow label (pseudo-label), applied after ``head``.
+    """
+    probs = oracle.probs(x)  # (n, C)
+    if head is not None:
+        probs = head(probs)  # (n, C')
+    pred = probs.argmax(-1)
+    if alignment is not None:
+        pred = alignment[pred]
+    return 100.0 * float((pred == true.cpu()).double().mean())
+
+
+class OracleScorer(L.Callback):
+    """Scores the particles with a frozen oracle every k steps and logs a grid of particle images.
+
+    Args:
+        checkpoint: oracle checkpoint written by ``train.py`` (:class:`~dsflow.tasks.Classifier`).
+        every_n_steps: scoring interval k (0: before and after the flow only).
+        coupling: score through the coupling layer derived from label distances (label sets that differ, or
+            whose correspondence is unknown); otherwise oracle classes must be the particles' true classes.
+        label_distance: label distance of the coupling (default: Gaussian, full covariances).
+        images_per_class: particles per class in the image grid (0: no grid).
+        seed: which particles the grid shows.
+    """
+
+    def __init__(self, checkpoint: str, every_n_steps: int = 10, coupling: bool = False,
+                 label_distance: LabelDistance | None = None, images_per_class: int = 4, seed: int = 0) -> None:
+        if every_n_steps < 0 or images_per_class < 0:
+            raise ValueError(f"OracleScorer: every_n_steps and images_per_class must be >= 0, got {every_n_steps}, {images_per_class}")
+        self.checkpoint, self.every_n_steps, self.coupling = checkpoint, every_n_steps, coupling
+        self.label_distance = label_distance or GaussianLabelDistance()
+        self.images_per_class, self.seed = images_per_class, seed
+        self.history: list[dict[str, float]] = []
+        self.oracle: Oracle | None = None
+        self._true: Tensor | None = None
+        self._alignment: Tensor | None = None
+        self._grid_idx: Tensor | None = None
+
+    # ------------------------------------------------------------ set-up and validation (before the first step)
+    def setup(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+        self.oracle = load_oracle(self.checkpoint)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        oracle, p, ref = self.oracle, pl_module.particles, pl_module.reference
+        assert oracle is not None
+        oracle.check_input(p.feature_shape)
+        spec = getattr(getattr(trainer, "datamodule", None), "source_spec", None)
+        true, c_true = (spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (p.y, p.num_classes))
+        self._true = true.cpu()
+        if isinstance(spec, PseudoLabeled):
+            if not self.coupling and oracle.num_classes != c_true:
+                raise ValueError(f"OracleScorer: oracle has {oracle.num_classes} classes, the data {c_true}; set coupling: true")
+            self._alignment = hungarian_alignment(p.y.cpu(), self._true, p.num_classes, c_true) if self.coupling else None
+        elif self.coupling and oracle.num_classes != ref.num_classes:
+            raise ValueError(f"OracleScorer: the coupling maps reference classes, but the oracle has {oracle.num_classes} classes and the reference {ref.num_classes}")
+        elif not self.coupling and oracle.num_classes != p.num_classes:
+            raise ValueError(f"OracleScorer: oracle has {oracle.num_classes} classes but the particles {p.num_classes}; set coupling: true")
+        self._grid_idx = _grid_indices(p.y.cpu(), p.num_classes, self.images_per_class, self.seed) if len(p.feature_shape) == 3 else None
+
+    # ------------------------------------------------------------ scoring
+    def current(self, pl_module: Any) -> float:
+        """Accuracy (%) of the oracle on the current particles."""
+        assert self.oracle is not None and self._true is not None
+        p, ref = pl_module.particles, pl_module.reference
+        x = p.x.detach()
+        head = None
+        if self.coupling:
+            head = coupling_head(x, p.y, p.num_classes, ref.x, ref.y, ref.num_classes, self.label_distance)
+        return score(self.oracle, x, self._true, head, self._alignment)
+
+    def _record(self, trainer: L.Trainer, pl_module: Any) -> None:
+        step = trainer.global_step
+        if self.history and self.history[-1]["step"] == step:
+            return
+        acc = self.current(pl_module)
+        loss = pl_module.last_loss
+        objective = float(loss.total) if loss is not None and step > 0 else float("nan")
+        self.history.append({"step": step, "objective": objective, "accuracy": acc})
+        for logger in trainer.loggers:
+            metrics = {"oracle/acc": acc} | ({"oracle/objective": objective} if step > 0 else {})
+            logger.log_metrics(metrics, step=step)
+        if self._grid_idx is not None and trainer.is_global_zero:
+            self._grid(trainer, pl_module, step)
+
+    def _grid(self, trainer: L.Trainer, pl_module: Any, step: int) -> None:
+        p = pl_module.particles
+        imgs = p.x.detach()[self._grid_idx].reshape(-1, *p.feature_shape).cpu().clamp(0, 1)  # (k C, c, h, w)
+        path = Path(trainer.default_root_dir) / "oracle" / f"grid_step_{step:06d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(make_grid(imgs, nrow=max(self.images_per_class, 1), padding=1), path)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="flow/particles", images=[str(path)], step=step, caption=[f"step {step}"])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._record(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        k = self.every_n_steps
+        if k and trainer.global_step % k == 0:
+            self._record(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        self._record(trainer, pl_module)
+        if trainer.is_global_zero:
+            write_json(Path(trainer.default_root_dir) / "oracle" / "history.json", self.history)
+
+
+def _grid_indices(y: Tensor, c: int, per_class: int, seed: int) -> Tensor | None:
+    """(<= per_class * C,) fixed particle indices, ``per_class`` of each class in class order."""
+    if per_class == 0:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    picks = []
+    for k in range(c):
+        members = torch.nonzero(y == k).flatten()
+        picks.append(members[torch.randperm(members.numel(), generator=gen)[:per_class]])
+    return torch.cat(picks)

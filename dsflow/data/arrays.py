@@ -1,0 +1,102 @@
+"""Generic image datasets: arrays in ``.npz`` files and folders of image files (one sub-folder per class)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets import ImageFolder as _TVImageFolder
+from torchvision.transforms.functional import pil_to_tensor
+
+from dsflow.data.images import ImageDataModule, RawImages
+from dsflow.data.root import MissingDataError
+from dsflow.io import load_npz
+
+__all__ = ["ArrayFile", "ImageFolder"]
+
+
+class ArrayFile(ImageDataModule):
+    """Images from ``.npz`` files: ``images`` uint8 (N, H, W) or (N, H, W, 3), ``labels`` int64 (N,).
+
+    Relative paths are resolved against the data root. Only arrays are read (``allow_pickle=False``).
+
+    Args:
+        path: the file of the ``train`` split (the only split when ``test_path`` is None).
+        test_path: the file of the ``test`` split (optional).
+        num_classes: size of the label set (default: largest label + 1).
+        **kwargs: see :class:`~dsflow.data.images.ImageDataModule`; ``split`` defaults to ``train`` here.
+    """
+
+    def __init__(self, path: str, test_path: str | None = None, num_classes: int | None = None, split: str = "train",
+                 **kwargs) -> None:
+        kwargs.setdefault("test_split", "test" if test_path is not None else None)
+        super().__init__(split=split, **kwargs)
+        self.paths = {"train": path, "test": test_path}
+        self.num_classes = num_classes
+        if kwargs.get("name") is None:
+            self.name = Path(path).parent.name or Path(path).stem
+
+    def _file(self, split: str) -> Path:
+        rel = self.paths[split]
+        if rel is None:
+            raise ValueError(f"{self.name}: no file for split '{split}' (set test_path)")
+        path = Path(rel).expanduser()
+        return path if path.is_absolute() or path.exists() else self.root / path
+
+    def read(self, split: str) -> RawImages:
+        path = self._file(split)
+        if not path.is_file():
+            raise MissingDataError(self.name, path.parent, [path.name], hint="an .npz with arrays `images` and `labels`")
+        arrays = load_npz(path, keys=("images", "labels"))
+        images, labels = arrays["images"], arrays["labels"]
+        if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+            raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}")
+        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],) or labels.min() < 0:
+            raise ValueError(f"{path}: `labels` must be {images.shape[0]} non-negative integers, got {labels.dtype} {labels.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
+        c = self.num_classes if self.num_classes is not None else int(labels.max()) + 1
+        return RawImages(x.contiguous(), torch.from_numpy(labels.astype(np.int64)), c)
+
+
+class ImageFolder(ImageDataModule):
+    """Images in ``<path>/<split>/<class>/*.png|jpg`` (torchvision's ImageFolder); classes sorted by folder name.
+
+    Args:
+        path: folder holding one folder per split (``train``, ``test``), relative to the data root or absolute.
+        **kwargs: see :class:`~dsflow.data.images.ImageDataModule`. Images must share one size unless ``size`` is set.
+    """
+
+    def __init__(self, path: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        folder = Path(path).expanduser()
+        self.folder = folder if folder.is_absolute() or folder.exists() else self.root / folder
+        if kwargs.get("name") is None:
+            self.name = self.folder.name
+
+    def read(self, split: str) -> RawImages:
+        where = self.folder / split
+        if not where.is_dir():
+            raise MissingDataError(self.name, self.folder, [split], hint="expected <path>/<split>/<class>/<image files>")
+        ds = _TVImageFolder(str(where))
+        images, labels = [], []
+        for file, label in ds.samples:
+            img = ds.loader(file)
+            images.append(pil_to_tensor(img if img.mode in ("L", "RGB") else img.convert("RGB")))
+            labels.append(label)
+        shapes = {tuple(i.shape) for i in images}
+        if len(shapes) > 1:
+            if self.size is None:
+                raise ValueError(f"{where}: images of different shapes {sorted(shapes)[:3]}...; set `size`")
+            images = [_resize_uint8(i, self.size) for i in images]
+        chans = {i.shape[0] for i in images}
+        if len(chans) > 1:
+            images = [i.expand(3, -1, -1) if i.shape[0] == 1 else i for i in images]
+        return RawImages(torch.stack(images), torch.tensor(labels), len(ds.classes))
+
+
+def _resize_uint8(img: torch.Tensor, size: int) -> torch.Tensor:
+    from torchvision.transforms.functional import resize
+
+    return resize(img, [size, size], antialias=True)
