@@ -97,18 +97,22 @@ def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
 # Fast tables for statistics that need no gradient (fd-fl refreshes them every step under no_grad).
 
 
-def cross_term_gram(factors_a: Tensor, factors_b: Tensor) -> Tensor:
-    """(P,) nuclear norms |A_p^T B_p|_* of paired factors, from the eigenvalues of the smaller Gram matrix.
+def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P,) nuclear norms |A_ia[p]^T B_ib[p]|_* of class pairs, from the eigenvalues of the smaller Gram matrix.
 
     |A^T B|_* = sum_k sqrt(lambda_k(M)), M = (A^T B)(A^T B)^T: one batched GEMM and a symmetric eigenvalue
     problem of size min(ra, rb) per pair, several times cheaper than an SVD of A^T B. Not for autograd
     (sqrt has no bounded derivative at the zero eigenvalues of rank-deficient classes).
 
     Args:
-        factors_a: (P, d, ra) factors of the first Gaussian of each pair.
-        factors_b: (P, d, rb) factors of the second.
+        factors_a: (Ca, d, ra) factors of the first side's classes.
+        factors_b: (Cb, d, rb) factors of the second side's classes.
+        ia, ib: (P,) the class of each side in pair p.
     """
-    prods = factors_a.transpose(1, 2) @ factors_b  # (P, ra, rb)
+    (ca, d, ra), (cb, _, rb) = factors_a.shape, factors_b.shape
+    flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
+    flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
+    prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
     gram = prods @ prods.transpose(1, 2) if prods.shape[1] <= prods.shape[2] else prods.transpose(1, 2) @ prods
     return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
@@ -116,7 +120,7 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor) -> Tensor:
 def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
     """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
     if a.factors is not None and b.factors is not None:
-        return cross_term_gram(a.factors[ia], b.factors[ib])
+        return cross_term_gram(a.factors, b.factors, ia, ib)
     roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
     inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
     inner = 0.5 * (inner + inner.transpose(-1, -2))

@@ -24,7 +24,8 @@ from abc import ABC, abstractmethod
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import GroundCost, extrapolate, sweep_cross, sweep_self
+from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, sweep_cross, sweep_self
+from dsflow.ot.kernel import kernel_cross, kernel_self
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
 from dsflow.ot.sinkhorn import bounding_diameter
 
@@ -73,7 +74,7 @@ class WarmSinkhorn(OuterSolver):
     """
 
     def __init__(
-        self, tol: float = 1e-3, max_iter: int = 200, check_every: int = 4, dense_limit: int = 60_000_000,
+        self, tol: float = 1e-3, max_iter: int = 20, check_every: int = 5, dense_limit: int = 60_000_000,
         block_entries: int = 8_000_000, warm_start: bool = True, coarse_size: int = 2048,
     ) -> None:
         if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0:
@@ -159,6 +160,33 @@ class WarmSinkhorn(OuterSolver):
         self._iterate(step, eps)
         return f, g
 
+    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, f: Tensor, g: Tensor, schedule: list[float],
+               eps: float, want: tuple[bool, bool, bool]) -> tuple[Tensor, Tensor, Extrapolation]:
+        """Solve OT(a, b) from (f, g): epsilon-scaling in the log domain, then the kernel form on a stored cost
+        or log-domain block sweeps; returns f, g and the gradient-giving extrapolation."""
+        if cost.full is None:
+            f, g = self._solve_cross(cost, a_log, b_log, g, schedule, eps)
+            ext = extrapolate(cost, a_log, b_log + g / eps, eps, h_rows=a_log + f / eps, want_grad=want[0],
+                              want_table_grad=want[2])
+            return f, g, ext
+        for e in schedule[:-1]:
+            f, g = sweep_cross(cost, a_log, b_log, g, e)
+        f, g, ext, self.last_iterations = kernel_cross(
+            cost, a_log.exp(), b_log.exp(), f, g, eps, self.max_iter, self.check_every, self.tol, want[0], want[2])
+        return f, g, ext
+
+    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
+              want: tuple[bool, bool, bool]) -> tuple[Tensor, Extrapolation]:
+        """Solve OT(a, a) from p, as :meth:`_cross`."""
+        if cost.full is None:
+            p = self._solve_self(cost, a_log, p, schedule, eps)
+            return p, extrapolate(cost, a_log, a_log + p / eps, eps, want_grad=want[0], want_table_grad=want[1])
+        for e in schedule[:-1]:
+            p = 0.5 * (p + sweep_self(cost, a_log, p, e))
+        p, ext, self.last_iterations = kernel_self(
+            cost, a_log.exp(), p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
+        return p, ext
+
     # ------------------------------------------------------------------ multiscale cold start
     def _subsample(self, n: int, device: torch.device, seed: int) -> Tensor:
         gen = torch.Generator().manual_seed(seed)
@@ -218,17 +246,16 @@ class WarmSinkhorn(OuterSolver):
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
         schedule = [s.eps] if warm else self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
         c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store)
-        f, g = self._solve_cross(c_xy, a_log, b_log, warm["g"] if warm else torch.zeros_like(b_log), schedule, s.eps)
-        ext = extrapolate(c_xy, a_log, b_log + g / s.eps, s.eps, h_rows=a_log + f / s.eps,
-                          want_grad=want[0], want_table_grad=want[2])
+        f0 = warm["f"] if warm and "f" in warm else torch.zeros_like(a_log)
+        g0 = warm["g"] if warm else torch.zeros_like(b_log)
+        f, g, ext = self._cross(c_xy, a_log, b_log, f0, g0, schedule, s.eps, want)
         del c_xy
         value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
-        state = {"key": key, "g": g}
+        state = {"key": key, "f": f, "g": g}
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store)
-            p = self._solve_self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps)
-            ext_xx = extrapolate(c_xx, a_log, a_log + p / s.eps, s.eps, want_grad=want[0], want_table_grad=want[1])
+            p, ext_xx = self._self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps, want)
             value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
             if grad is not None:
                 grad = grad - ext_xx.grad
