@@ -51,23 +51,23 @@ def make_2d(n: int, seed: int, means: list[list[float]], std: float, device: tor
     return LabeledData(x.to(device), y.to(device), 3, f"2d-{seed}")
 
 
-def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int) -> FlowModule:
+def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int, warm_levels: int = 16) -> FlowModule:
     """A FlowModule (OTDD alone, fd-fl, Gaussian label distances) with the workload's data on ``device``."""
     if workload == "784d":
         source, reference, eps = make_784d(n, 0, 0.0, device), make_784d(n, 1, 0.25, device), 1.0
     else:
         source = make_2d(n, 0, [[-4.0, 2.0], [-4.0, -2.0], [-1.0, 0.0]], 0.5, device)
         reference, eps = make_2d(n, 1, [[3.0, 3.0], [4.0, -2.0], [6.0, 1.0]], 0.5, device), 0.01
-    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(max_iter=max_iter)
+    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(max_iter=max_iter, warm_levels=warm_levels)
     module = FlowModule(terms=[OTDDTerm(eps=eps, solver=outer)])
     module.init_data(source, reference)
     return module.to(device)
 
 
-def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int) -> dict:
+def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int, warm_levels: int) -> dict:
     """Time ``steps`` flow steps after ``warmup`` (the first one starts Sinkhorn cold) in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    module = build(workload, n, device, solver, max_iter)
+    module = build(workload, n, device, solver, max_iter, warm_levels)
     opt = torch.optim.SGD([module.particles.x], lr=0.1)
     times = []
     for i in range(warmup + steps):
@@ -99,20 +99,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first is a cold start)")
     parser.add_argument("--solver", default="fast", choices=["fast", "dense"], help="WarmSinkhorn or geomloss")
     parser.add_argument("--max-iter", type=int, default=20, help="WarmSinkhorn sweeps per step at most")
+    parser.add_argument("--warm-levels", type=int, default=16, help="WarmSinkhorn warm_levels (0 for huge n)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.warmup, args.solver, args.max_iter)))
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.warmup, args.solver, args.max_iter,
+                                 args.warm_levels)))
         return
     print("| workload | n | device | median s/step | peak memory MB | first (cold) step s |")
     print("|---|---:|---|---:|---:|---:|")
     for workload in args.workloads:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter)]
+                   str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter), "--warm-levels", str(args.warm_levels)]
             cmd += ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

@@ -31,6 +31,10 @@ from dsflow.ot.sinkhorn import bounding_diameter
 
 __all__ = ["OuterSolver", "GeomlossSolver", "WarmSinkhorn"]
 
+# Extra epsilon-scaling levels of a warm start beyond the previous call's potential change: Sinkhorn at a small
+# eps converges slowly even from close potentials, and a short anneal costs a few sweeps.
+_LEVEL_MARGIN = 6
+
 
 class OuterSolver(ABC):
     """Computes the OTDD value (a scalar, differentiable in x and the label tables) from settings and costs."""
@@ -66,6 +70,10 @@ class WarmSinkhorn(OuterSolver):
             cost is rebuilt in row blocks at every sweep (linear memory).
         block_entries: entries of one (B, m) block on the block path.
         warm_start: reuse the previous call's potentials (off: every call starts cold, with epsilon-scaling).
+        warm_levels: most epsilon-scaling levels a warm start still anneals over. A warm start begins at the
+            scale by which the potentials moved in the previous call (delta: from eps * delta / eps down to eps by
+            factors scaling^2, plus a margin of 6 levels, at most ``warm_levels``): a flow that moves far relative to
+            eps (small eps, large steps) is re-annealed from higher up than a slow one.
         coarse_size: on the block path, a cold start first solves a random subsample of this many points per
             side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
             (multiscale start), instead of epsilon-scaling on the full problem.
@@ -75,16 +83,16 @@ class WarmSinkhorn(OuterSolver):
 
     def __init__(
         self, tol: float = 1e-3, max_iter: int = 20, check_every: int = 5, dense_limit: int = 60_000_000,
-        block_entries: int = 8_000_000, warm_start: bool = True, coarse_size: int = 2048,
+        block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
     ) -> None:
-        if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0:
+        if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0 or warm_levels < 0:
             raise ValueError(
                 f"WarmSinkhorn: need tol > 0, max_iter >= 1, check_every >= 1, block_entries >= 1 and "
                 f"dense_limit >= 0, got {tol}, {max_iter}, {check_every}, {block_entries}, {dense_limit}"
             )
         self.tol, self.max_iter, self.check_every = tol, max_iter, check_every
         self.dense_limit, self.block_entries, self.warm_start = dense_limit, block_entries, warm_start
-        self.coarse_size = coarse_size
+        self.coarse_size, self.warm_levels = coarse_size, warm_levels
         self.reset()
         self.last_iterations = 0
 
@@ -244,7 +252,13 @@ class WarmSinkhorn(OuterSolver):
         if warm is None and not store and max(n, m) > self.coarse_size:
             lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
-        schedule = [s.eps] if warm else self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
+        if warm:
+            moved = float(warm["moved"]) if "moved" in warm else 0.0  # one host sync per call
+            levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + _LEVEL_MARGIN
+            levels = min(self.warm_levels, levels)
+            schedule = [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
+        else:
+            schedule = self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
         c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store)
         f0 = warm["f"] if warm and "f" in warm else torch.zeros_like(a_log)
         g0 = warm["g"] if warm else torch.zeros_like(b_log)
@@ -252,7 +266,7 @@ class WarmSinkhorn(OuterSolver):
         del c_xy
         value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
-        state = {"key": key, "f": f, "g": g}
+        state = {"key": key, "f": f, "g": g, "moved": (g - g0).abs().max() if warm else torch.zeros(())}
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store)
             p, ext_xx = self._self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps, want)
