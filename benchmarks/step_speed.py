@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     for workload in args.workloads:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter), "--warm-levels", str(args.warm_levels)]
+                   str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter),
+                   "--warm-levels", str(args.warm_levels)]
             cmd += ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

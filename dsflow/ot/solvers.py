@@ -154,7 +154,8 @@ class WarmSinkhorn(OuterSolver):
         self._iterate(step, eps)
         return p
 
-    def _solve_cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float], eps: float):
+    def _solve_cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float],
+                     eps: float) -> tuple[Tensor, Tensor]:
         f = torch.zeros_like(a_log)
         for e in schedule[:-1]:
             f, g = sweep_cross(cost, a_log, b_log, g, e)
@@ -231,7 +232,9 @@ class WarmSinkhorn(OuterSolver):
                 raise ValueError(f"WarmSinkhorn: {name} requires grad, but the fast path treats it as fixed; "
                                  f"use GeomlossSolver to differentiate it")
         if x.ndim != 2 or x_ref.ndim != 2 or x.shape[1] != x_ref.shape[1]:
-            raise ValueError(f"WarmSinkhorn: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)}, {tuple(x_ref.shape)}")
+            raise ValueError(
+                f"WarmSinkhorn: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)}, {tuple(x_ref.shape)}"
+            )
         on = torch.is_grad_enabled()
         want = (on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
         with torch.no_grad():
