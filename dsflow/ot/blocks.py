@@ -63,9 +63,20 @@ class GroundCost:
             yield start, stop, (self.full[start:stop] if self.full is not None else self._compute(start, stop))
 
 
+_FLOOR = -87.0  # exp of anything lower is a float32 denormal: slow on CPUs, and negligible against the max
+
+
+def logsumexp(z: Tensor, dim: int) -> Tensor:
+    """torch.logsumexp without denormals: terms below e^-87 of the largest are flushed (z is overwritten)."""
+    top = z.amax(dim, keepdim=True)
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = z.sub_(top).clamp_min_(_FLOOR).exp_().sum(dim, keepdim=True)
+    return (total.log_() + top).squeeze(dim)
+
+
 def _softmin_rows(c: Tensor, h: Tensor, eps: float) -> Tensor:
     """(B,) -eps logsumexp_j(h_j - C_ij / eps) for a (B, m) block and h (m,)."""
-    return -eps * torch.logsumexp(h[None, :] - c / eps, dim=1)
+    return -eps * logsumexp(h[None, :] - c / eps, dim=1)
 
 
 def sweep_cross(cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -80,7 +91,7 @@ def sweep_cross(cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, eps: 
     for start, stop, c in cost.blocks():
         f[start:stop] = _softmin_rows(c, hg, eps)
         hf = a_log[start:stop] + f[start:stop] / eps  # (B,)
-        col = torch.logaddexp(col, torch.logsumexp(hf[:, None] - c / eps, dim=0))
+        col = torch.logaddexp(col, logsumexp(hf[:, None] - c / eps, dim=0))
     return f, -eps * col
 
 
@@ -125,13 +136,13 @@ def extrapolate(
     table_grad = torch.zeros_like(cost.table) if want_table_grad else None
     for start, stop, c in cost.blocks():
         logits = h_cols[None, :] - c / eps  # (B, m)
-        lse = torch.logsumexp(logits, dim=1)  # (B,)
+        lse = logsumexp(logits.clone(), dim=1)  # (B,)
         row[start:stop] = -eps * lse
         if col is not None:
-            col = torch.logaddexp(col, torch.logsumexp(h_rows[start:stop, None] - c / eps, dim=0))
+            col = torch.logaddexp(col, logsumexp(h_rows[start:stop, None] - c / eps, dim=0))
         if grad is None and table_grad is None:
             continue
-        plan = (logits - lse[:, None]).exp_().mul_(a[start:stop, None])  # (B, m) pi_ij = a_i P_ij
+        plan = logits.sub_(lse[:, None]).clamp_min_(_FLOOR).exp_().mul_(a[start:stop, None])  # (B, m) a_i P_ij
         if grad is not None:
             grad[start:stop] = 2 * cost.lambda_x * (plan.sum(1, keepdim=True) * cost.x[start:stop] - plan @ cost.y)
         if table_grad is not None:
