@@ -47,6 +47,15 @@ class GroundCost:
         self.n, self.m = x.shape[0], y.shape[0]
         self.block_rows = self.n if store else max(1, min(block_rows, self.n))
         self.full = self._compute(0, self.n) if store else None
+        self._scratch: Tensor | None = None
+
+    def shifted(self, c: Tensor, h: Tensor, eps: float) -> Tensor:
+        """(B, m) h - C / eps for a block c and h (m,) (per column) or (B, 1) (per row), written into a reused
+        buffer (no allocation per sweep)."""
+        if self._scratch is None:
+            self._scratch = c.new_empty(self.block_rows, c.shape[1])
+        h = h[None, :] if h.ndim == 1 else h
+        return torch.sub(h, c, alpha=1.0 / eps, out=self._scratch[: c.shape[0]])
 
     def _compute(self, start: int, stop: int) -> Tensor:
         xa = self.x[start:stop]
@@ -74,9 +83,9 @@ def logsumexp(z: Tensor, dim: int) -> Tensor:
     return (total.log_() + top).squeeze(dim)
 
 
-def _softmin_rows(c: Tensor, h: Tensor, eps: float) -> Tensor:
+def _softmin_rows(cost: GroundCost, c: Tensor, h: Tensor, eps: float) -> Tensor:
     """(B,) -eps logsumexp_j(h_j - C_ij / eps) for a (B, m) block and h (m,)."""
-    return -eps * logsumexp(h[None, :] - c / eps, dim=1)
+    return -eps * logsumexp(cost.shifted(c, h, eps), dim=1)
 
 
 def sweep_cross(cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, eps: float) -> tuple[Tensor, Tensor]:
@@ -89,9 +98,9 @@ def sweep_cross(cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, eps: 
     col = g.new_full((cost.m,), float("-inf"))  # running logsumexp over rows, per column
     hg = b_log + g / eps
     for start, stop, c in cost.blocks():
-        f[start:stop] = _softmin_rows(c, hg, eps)
+        f[start:stop] = _softmin_rows(cost, c, hg, eps)
         hf = a_log[start:stop] + f[start:stop] / eps  # (B,)
-        col = torch.logaddexp(col, logsumexp(hf[:, None] - c / eps, dim=0))
+        col = torch.logaddexp(col, logsumexp(cost.shifted(c, hf[:, None], eps), dim=0))
     return f, -eps * col
 
 
@@ -100,7 +109,7 @@ def sweep_self(cost: GroundCost, a_log: Tensor, p: Tensor, eps: float) -> Tensor
     out = p.new_empty(cost.n)
     hp = a_log + p / eps
     for start, stop, c in cost.blocks():
-        out[start:stop] = _softmin_rows(c, hp, eps)
+        out[start:stop] = _softmin_rows(cost, c, hp, eps)
     return out
 
 
@@ -135,11 +144,11 @@ def extrapolate(
     grad = torch.zeros_like(cost.x) if want_grad else None
     table_grad = torch.zeros_like(cost.table) if want_table_grad else None
     for start, stop, c in cost.blocks():
-        logits = h_cols[None, :] - c / eps  # (B, m)
+        logits = torch.sub(h_cols[None, :], c, alpha=1.0 / eps)  # (B, m)
         lse = logsumexp(logits.clone(), dim=1)  # (B,)
         row[start:stop] = -eps * lse
         if col is not None:
-            col = torch.logaddexp(col, logsumexp(h_rows[start:stop, None] - c / eps, dim=0))
+            col = torch.logaddexp(col, logsumexp(cost.shifted(c, h_rows[start:stop, None], eps), dim=0))
         if grad is None and table_grad is None:
             continue
         plan = logits.sub_(lse[:, None]).clamp_min_(_FLOOR).exp_().mul_(a[start:stop, None])  # (B, m) a_i P_ij

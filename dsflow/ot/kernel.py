@@ -41,7 +41,7 @@ def _kernel(c: Tensor, f0: Tensor, g0: Tensor, eps: float) -> Tensor:
 def _row_start(c: Tensor, h: Tensor, eps: float) -> Tensor:
     """(n,) -eps max_j (h_j - C_ij / eps): a potential for which each row of E has largest entry 1 (no row of
     the kernel underflows), one pass over C without exponentials."""
-    return -eps * torch.amax(h[None, :] - c / eps, dim=1)
+    return -eps * torch.amax(torch.sub(h[None, :], c, alpha=1.0 / eps), dim=1)
 
 
 def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
