@@ -258,7 +258,7 @@ class WarmSinkhorn(OuterSolver):
         if warm:
             moved = float(warm["moved"]) if "moved" in warm else 0.0  # one host sync per call
             levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + _LEVEL_MARGIN
-            levels = min(self.warm_levels, levels, warm["cold_levels"])  # never more than a cold start
+            levels = min(self.warm_levels, levels, warm.get("cold_levels", levels))  # never more than cold
             schedule = [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
         else:
             schedule = self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
@@ -270,7 +270,7 @@ class WarmSinkhorn(OuterSolver):
         value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
         state = {"key": key, "f": f, "g": g, "moved": (g - g0).abs().max() if warm else torch.zeros(()),
-                 "cold_levels": warm["cold_levels"] if warm and "cold_levels" in warm else len(schedule) - 1}
+                 "cold_levels": warm.get("cold_levels", len(schedule) - 1) if warm else len(schedule) - 1}
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store)
             p, ext_xx = self._self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps, want)
