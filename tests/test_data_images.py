@@ -20,7 +20,7 @@ def _need(*files: str) -> Path:
     root = data_root()
     missing = [f for f in files if not (root / f).exists()]
     if missing:
-        pytest.fail(f"real data not under {root}: {missing}; set DSFLOW_DATA to the folder of ../shared/data")
+        pytest.fail(f"real data not under {root}: {missing}; set DSFLOW_DATA (CI uses ../shared/data)")
     return root
 
 

@@ -1,0 +1,126 @@
+"""The fast OTDD paths agree with the dense reference (float64, small problems; no timings here)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsflow.ot import (
+    GeomlossSolver, LabelCosts, OTDDSettings, WarmSinkhorn, bures_pair_table, bures_wasserstein_table, class_stats,
+    otdd,
+)
+
+TIGHT = dict(tol=1e-13, max_iter=20_000, check_every=10)
+
+
+def problem(n: int = 40, m: int = 30, d: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    x_ref = torch.randn(m, d, generator=gen, dtype=torch.float64) + 1.0
+    y, y_ref = torch.arange(n) % 3, torch.arange(m) % 4
+    ss = torch.rand(3, 3, generator=gen, dtype=torch.float64)
+    rr = torch.rand(4, 4, generator=gen, dtype=torch.float64)
+    ss, rr = (ss + ss.T).fill_diagonal_(0), (rr + rr.T).fill_diagonal_(0)
+    sr = torch.rand(3, 4, generator=gen, dtype=torch.float64)
+    return x, x_ref, LabelCosts(y, y_ref, ss, sr, rr)
+
+
+def value_and_grads(x, x_ref, labels, settings, solver):
+    """(value, grad in x, grad in ss, grad in sr) of otdd with the given solver."""
+    x = x.clone().requires_grad_()
+    ss, sr = labels.ss.clone().requires_grad_(), labels.sr.clone().requires_grad_()
+    value = otdd(x, x_ref, labels._replace(ss=ss, sr=sr), settings, solver=solver)
+    value.backward()
+    return value.detach(), x.grad, ss.grad, sr.grad
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_fast_path_matches_geomloss(debias: bool) -> None:
+    x, x_ref, labels = problem()
+    dense = OTDDSettings(eps=2.0, scaling=0.9999, debias=debias)  # geomloss converges as scaling -> 1
+    v0, g0, _, _ = value_and_grads(x, x_ref, labels, dense, GeomlossSolver())
+    v1, g1, _, _ = value_and_grads(x, x_ref, labels, dense, WarmSinkhorn(**TIGHT))
+    assert rel(v1, v0) < 1e-4
+    assert rel(g1, g0) < 1e-4
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_block_path_equals_stored_path(debias: bool) -> None:
+    x, x_ref, labels = problem(n=70, m=50)
+    s = OTDDSettings(eps=0.5, debias=debias)
+    stored = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(**TIGHT))
+    blocks = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(dense_limit=0, block_entries=1200, **TIGHT))
+    multiscale = value_and_grads(
+        x, x_ref, labels, s, WarmSinkhorn(dense_limit=0, block_entries=1200, coarse_size=16, **TIGHT)
+    )
+    for got in (blocks, multiscale):
+        for a, b in zip(got, stored):
+            if b is not None:
+                assert rel(a, b) < 1e-9
+
+
+def test_warm_start_equals_cold_start_at_convergence() -> None:
+    x, x_ref, labels = problem()
+    s = OTDDSettings(eps=0.2)
+    warm = WarmSinkhorn(**TIGHT)
+    value_and_grads(x, x_ref, labels, s, warm)  # potentials of the previous step
+    moved = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    got = value_and_grads(moved, x_ref, labels, s, warm)
+    cold = value_and_grads(moved, x_ref, labels, s, WarmSinkhorn(warm_start=False, **TIGHT))
+    for a, b in zip(got, cold):
+        assert rel(a, b) < 1e-9
+
+
+def test_gradients_are_the_envelope_gradients() -> None:
+    """d S / d x, d S / d ss and d S / d sr match central finite differences (a free table entry).
+
+    (geomloss's path gives twice these table gradients: its detach trick counts the shared table once per
+    cross potential.)
+    """
+    x, x_ref, labels = problem(n=20, m=15)
+    s = OTDDSettings(eps=0.3)
+    _, g_x, g_ss, g_sr = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(**TIGHT))
+    h = 1e-5
+    step = torch.zeros_like(x)
+    step[3, 1] = h
+    fd = otdd(x + step, x_ref, labels, s, solver=WarmSinkhorn(**TIGHT)) - otdd(x - step, x_ref, labels, s,
+                                                                              solver=WarmSinkhorn(**TIGHT))
+    assert float(g_x[3, 1]) == pytest.approx(float(fd) / (2 * h), rel=1e-5)
+    for name, grad, (i, j) in (("ss", g_ss, (0, 1)), ("sr", g_sr, (2, 3))):
+        values = []
+        for sign in (1, -1):
+            table = getattr(labels, name).clone()
+            table[i, j] += sign * h
+            values.append(otdd(x, x_ref, labels._replace(**{name: table}), s, solver=WarmSinkhorn(**TIGHT)))
+        assert float(grad[i, j]) == pytest.approx(float(values[0] - values[1]) / (2 * h), rel=1e-5, abs=1e-9)
+
+
+def test_fixed_sweeps_without_checks_give_finite_values() -> None:
+    x, x_ref, labels = problem()
+    solver = WarmSinkhorn(max_iter=3, check_every=10)
+    values = [value_and_grads(x, x_ref, labels, OTDDSettings(eps=0.05), solver)[0] for _ in range(3)]
+    assert all(torch.isfinite(v) for v in values)
+    assert rel(values[-1], value_and_grads(x, x_ref, labels, OTDDSettings(eps=0.05), WarmSinkhorn(**TIGHT))[0]) < 1e-2
+
+
+def test_fast_path_rejects_a_differentiable_reference() -> None:
+    x, x_ref, labels = problem()
+    with pytest.raises(ValueError, match="x_ref requires grad"):
+        otdd(x, x_ref.requires_grad_(), labels, solver=WarmSinkhorn())
+    with pytest.raises(ValueError, match="tol > 0"):
+        WarmSinkhorn(tol=0)
+
+
+@pytest.mark.parametrize("d", [30, 8])  # classes smaller than d (factors, Gram form) and larger (eig form)
+def test_pair_bures_table_matches_autograd_table(d: int) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(60, d, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 2, d, dtype=torch.float64)
+    x_ref = torch.randn(48, d, generator=gen, dtype=torch.float64)
+    a, b = class_stats(x, torch.arange(60) % 4, 4), class_stats(x_ref, torch.arange(48) % 3, 3)
+    assert (a.factors is not None) == (d == 30)
+    torch.testing.assert_close(bures_pair_table(a, b), bures_wasserstein_table(a, b), rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(bures_pair_table(a), bures_wasserstein_table(a, a), rtol=1e-7, atol=1e-7)
