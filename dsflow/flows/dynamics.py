@@ -39,7 +39,7 @@ class LabelDynamics(nn.Module, ABC):
         cache = getattr(self, "_ref_cache", None)
         if cache is None or cache[1].device != reference.x.device:
             summary = distance.summarize(reference.x, reference.y, reference.num_classes)
-            cache = (summary, distance.table(summary, summary).detach())
+            cache = (summary, distance.self_table(summary).detach())
             self._ref_cache = cache
         return cache
 
@@ -55,7 +55,7 @@ class FeatureDriven(LabelDynamics):
     def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
         ref_summary, rr = self._reference_summary(reference, distance)
         src = distance.summarize(particles.x.detach(), particles.y, particles.num_classes)
-        ss = distance.table(src, src)
+        ss = distance.self_table(src)
         sr = distance.table(src, ref_summary)
         return LabelCosts(particles.y, reference.y, ss, sr, rr)
 

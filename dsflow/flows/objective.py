@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
+from dsflow.ot.solvers import OuterSolver, WarmSinkhorn
 
 __all__ = ["FlowState", "FlowLoss", "ObjectiveTerm", "OTDDTerm", "Objective"]
 
@@ -84,6 +85,9 @@ class OTDDTerm(ObjectiveTerm):
         lambda_y: weight of the label cost; 0 gives plain feature-only OT.
         scaling: epsilon-scaling ratio of the Sinkhorn solver.
         label_distance: how label-to-label distances are computed (Gaussian by default).
+        solver: how the outer Sinkhorn problem is solved (:mod:`dsflow.ot.solvers`); by default the fast
+            :class:`~dsflow.ot.solvers.WarmSinkhorn`, warm-started from the previous step's potentials (it holds
+            them); :class:`~dsflow.ot.solvers.GeomlossSolver` is the dense reference path.
     """
 
     needs_labels = True
@@ -96,10 +100,12 @@ class OTDDTerm(ObjectiveTerm):
         lambda_y: NonNegativeFloat = 1.0,
         scaling: PositiveFloat = 0.7,
         label_distance: LabelDistance | None = None,
+        solver: OuterSolver | None = None,
     ) -> None:
         super().__init__(weight)
         self.settings = OTDDSettings(eps=eps, lambda_x=lambda_x, lambda_y=lambda_y, scaling=scaling)
         self.label_distance = label_distance if label_distance is not None else GaussianLabelDistance()
+        self.solver = solver if solver is not None else WarmSinkhorn()
 
     @property
     def name(self) -> str:
@@ -108,7 +114,7 @@ class OTDDTerm(ObjectiveTerm):
     def value(self, state: FlowState) -> Tensor:
         if state.labels is None:
             raise ValueError("OTDDTerm: the flow state carries no label tables")
-        return otdd(state.x, state.x_ref, state.labels, self.settings)
+        return otdd(state.x, state.x_ref, state.labels, self.settings, solver=self.solver)
 
 
 class Objective(nn.Module):

@@ -21,7 +21,9 @@ from torch import Tensor
 
 from dsflow.ot.stats import LabelStats
 
-__all__ = ["bures_wasserstein_table", "cross_term_eig", "cross_term_svd", "sqrtm_psd"]
+__all__ = [
+    "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram", "cross_term_svd", "sqrtm_psd",
+]
 
 # Singular values below this fraction of the largest one get no gradient: the nuclear norm is not differentiable
 # at rank-deficient points, and the spurious subgradient of the null space would bend the flow.
@@ -89,3 +91,59 @@ def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
     else:
         cross = cross_term_eig(a.full_covs(), b.full_covs())
     return (mean_term + _trace(a)[:, None] + _trace(b)[None, :] - 2 * cross).clamp_min(0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fast tables for statistics that need no gradient (fd-fl refreshes them every step under no_grad).
+
+
+def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P,) nuclear norms |A_ia[p]^T B_ib[p]|_* of class pairs, from the eigenvalues of the smaller Gram matrix.
+
+    |A^T B|_* = sum_k sqrt(lambda_k(M)), M = (A^T B)(A^T B)^T: one batched GEMM and a symmetric eigenvalue
+    problem of size min(ra, rb) per pair, several times cheaper than an SVD of A^T B. Not for autograd
+    (sqrt has no bounded derivative at the zero eigenvalues of rank-deficient classes).
+
+    Args:
+        factors_a: (Ca, d, ra) factors of the first side's classes.
+        factors_b: (Cb, d, rb) factors of the second side's classes.
+        ia, ib: (P,) the class of each side in pair p.
+    """
+    (ca, d, ra), (cb, _, rb) = factors_a.shape, factors_b.shape
+    flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
+    flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
+    prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
+    gram = prods @ prods.transpose(1, 2) if prods.shape[1] <= prods.shape[2] else prods.transpose(1, 2) @ prods
+    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
+
+
+def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
+    if a.factors is not None and b.factors is not None:
+        return cross_term_gram(a.factors, b.factors, ia, ib)
+    roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
+    inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
+    inner = 0.5 * (inner + inner.transpose(-1, -2))
+    return torch.linalg.eigvalsh(inner).clamp_min(0).sqrt().sum(-1)
+
+
+@torch.no_grad()
+def bures_pair_table(a: LabelStats, b: LabelStats | None = None) -> Tensor:
+    """(Ca, Cb) squared Bures-Wasserstein table, as :func:`bures_wasserstein_table` but batched over the pairs
+    that need computing, without autograd: with ``b=None`` the table of ``a`` with itself, whose diagonal is 0
+    and lower triangle mirrors the upper (C (C - 1) / 2 pairs instead of C^2).
+    """
+    symmetric = b is None
+    b = a if b is None else b
+    if a.dim != b.dim:
+        raise ValueError(f"bures_pair_table: feature dimensions differ, {a.dim} vs {b.dim}")
+    ca, cb = a.num_classes, b.num_classes
+    if symmetric:
+        ia, ib = torch.triu_indices(ca, ca, offset=1, device=a.means.device)  # (2, P) upper triangle
+    else:
+        ia, ib = torch.cartesian_prod(torch.arange(ca, device=a.means.device),
+                                      torch.arange(cb, device=a.means.device)).T  # (2, Ca Cb)
+    mean_term = (a.means[ia] - b.means[ib]).pow(2).sum(-1)  # (P,)
+    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib)
+    table = a.means.new_zeros(ca, cb).index_put_((ia, ib), values.clamp_min(0))
+    return table + table.T if symmetric else table

@@ -21,7 +21,7 @@ import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
-from dsflow.ot.bures import bures_wasserstein_table
+from dsflow.ot.bures import bures_pair_table, bures_wasserstein_table
 from dsflow.ot.sinkhorn import bounding_diameter, squared_distances
 from dsflow.ot.stats import LabelStats, class_counts, class_stats, group_by_class
 
@@ -41,6 +41,10 @@ class LabelDistance(ABC):
     @abstractmethod
     def table(self, a: Any, b: Any) -> Tensor:
         """(Ca, Cb) squared label distances between the classes of two summaries."""
+
+    def self_table(self, a: Any) -> Tensor:
+        """(Ca, Ca) squared label distances among the classes of one summary (symmetric, zero diagonal)."""
+        return self.table(a, a)
 
     def __call__(self, x_a: Tensor, y_a: Tensor, c_a: int, x_b: Tensor, y_b: Tensor, c_b: int) -> Tensor:
         """(Ca, Cb) squared distances between the classes of (x_a, y_a) and (x_b, y_b)."""
@@ -68,7 +72,20 @@ class GaussianLabelDistance(LabelDistance):
     def table(self, a: LabelStats, b: LabelStats) -> Tensor:
         if self.diagonal:
             return diagonal_bures_table(a, b)
-        return bures_wasserstein_table(a, b)
+        if _needs_grad(a, b):
+            return bures_wasserstein_table(a, b)
+        return bures_pair_table(a, b)  # batched Gram eigenvalues: same values, no autograd
+
+    def self_table(self, a: LabelStats) -> Tensor:
+        if self.diagonal or _needs_grad(a):
+            return self.table(a, a)
+        return bures_pair_table(a)  # upper triangle only
+
+
+def _needs_grad(*stats: LabelStats) -> bool:
+    """Whether a table of these statistics must be differentiable."""
+    tensors = [t for s in stats for t in (s.means, s.covs, s.factors) if t is not None]
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def diagonal_stats(stats: LabelStats) -> LabelStats:

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
 from dsflow.ot.sinkhorn import bounding_diameter, squared_distances
+
+if TYPE_CHECKING:
+    from dsflow.ot.solvers import OuterSolver
 
 __all__ = ["LabelCosts", "OTDDSettings", "otdd", "augmented_cost"]
 
@@ -107,6 +110,7 @@ def otdd(
     settings: OTDDSettings = OTDDSettings(),
     weights: Tensor | None = None,
     ref_weights: Tensor | None = None,
+    solver: OuterSolver | None = None,
 ) -> Tensor:
     """Debiased entropic OTDD between (x, labels) and (x_ref, labels); a scalar, differentiable in x and the tables.
 
@@ -117,9 +121,13 @@ def otdd(
         settings: outer OT settings.
         weights: (n,) source masses summing to 1 (uniform by default).
         ref_weights: (m,) reference masses summing to 1 (uniform by default).
+        solver: how the outer problem is solved (:mod:`dsflow.ot.solvers`); None: this function's dense
+            geomloss path, the reference every faster solver is tested against.
     """
     if x.ndim != 2 or x_ref.ndim != 2 or x.shape[1] != x_ref.shape[1]:
         raise ValueError(f"otdd: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)} and {tuple(x_ref.shape)}")
+    if solver is not None:
+        return solver(x, x_ref, labels, settings, weights, ref_weights)
     ls = labels.ss.shape[0]
     # geomloss differentiates each cost matrix through its left argument only (C_xy = cost(x, y.detach()),
     # C_yx = cost(y, x.detach()), C_xx = cost(x, x.detach())), so a table captured by the cost is differentiated

@@ -1,0 +1,125 @@
+"""Seconds per flow step and peak memory: ``python benchmarks/step_speed.py [--sizes N ...]``.
+
+One step is what FlowModule's training step does (fd-fl, paper Algorithm 1): refresh the source class
+statistics and the label-distance tables ss and sr (the reference's rr is cached), evaluate the OTDD, backward,
+scale the gradient by n (eq. 17) and take an SGD step. Workloads:
+
+* ``784d``: n = m particles in 784-d (MNIST-sized), 10 + 10 classes, full Gaussian (Bures) label distances;
+  each class is a random 32-dimensional Gaussian blob around its own centre, pixel-like scale (|x - x'|^2 ~ 10^2).
+* ``2d``: the 2-D three-Gaussian mixtures of ``configs/flow/gaussians_2d.yaml`` (eps = 0.01), n per class = n / 3.
+
+Each (workload, n) runs in a fresh subprocess, so that the peak resident memory (``ru_maxrss``, the whole
+process including the ~0.4 GB of Python and torch) belongs to that run alone; on CUDA the peak is
+``torch.cuda.max_memory_allocated``. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from dsflow.data.base import LabeledData
+from dsflow.flows import FlowModule, OTDDTerm
+from dsflow.ot.solvers import GeomlossSolver, WarmSinkhorn
+
+DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000]}
+
+
+def make_784d(n: int, seed: int, shift: float, device: torch.device) -> LabeledData:
+    """10 classes of n / 10 points in 784-d: centre + 32-d Gaussian blob + small isotropic noise."""
+    gen = torch.Generator().manual_seed(seed)
+    c, d, k = 10, 784, 32
+    centres = 0.5 * torch.rand(c, d, generator=gen) + shift  # (C, d)
+    basis = torch.randn(c, k, d, generator=gen) * (0.3 / k**0.5)  # (C, k, d)
+    y = torch.arange(n) % c  # (n,)
+    z = torch.randn(n, k, generator=gen)  # (n, k)
+    x = centres[y] + torch.einsum("nk,nkd->nd", z, basis[y]) + 0.05 * torch.randn(n, d, generator=gen)
+    return LabeledData(x.to(device), y.to(device), c, f"784d-{seed}")
+
+
+def make_2d(n: int, seed: int, means: list[list[float]], std: float, device: torch.device) -> LabeledData:
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.tensor(means)[y] + std * torch.randn(n, 2, generator=gen)
+    return LabeledData(x.to(device), y.to(device), 3, f"2d-{seed}")
+
+
+def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int) -> FlowModule:
+    """A FlowModule (OTDD alone, fd-fl, Gaussian label distances) with the workload's data on ``device``."""
+    if workload == "784d":
+        source, reference, eps = make_784d(n, 0, 0.0, device), make_784d(n, 1, 0.25, device), 1.0
+    else:
+        source = make_2d(n, 0, [[-4.0, 2.0], [-4.0, -2.0], [-1.0, 0.0]], 0.5, device)
+        reference, eps = make_2d(n, 1, [[3.0, 3.0], [4.0, -2.0], [6.0, 1.0]], 0.5, device), 0.01
+    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(max_iter=max_iter)
+    module = FlowModule(terms=[OTDDTerm(eps=eps, solver=outer)])
+    module.init_data(source, reference)
+    return module.to(device)
+
+
+def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int) -> dict:
+    """Time ``steps`` flow steps after ``warmup`` (the first one starts Sinkhorn cold) in this process."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    module = build(workload, n, device, solver, max_iter)
+    opt = torch.optim.SGD([module.particles.x], lr=0.1)
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = module.compute_objective().total
+        loss.backward()
+        module.on_after_backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    return {"workload": workload, "n": n, "device": name, "median": statistics.median(times[warmup:]),
+            "first": times[0], "peak_mb": peak, "objective": float(loss.detach()), "solver": solver}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", help="n = m for every workload (default: per workload)")
+    parser.add_argument("--workloads", nargs="+", default=["784d", "2d"], choices=["784d", "2d"])
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first is a cold start)")
+    parser.add_argument("--solver", default="fast", choices=["fast", "dense"], help="WarmSinkhorn or geomloss")
+    parser.add_argument("--max-iter", type=int, default=20, help="WarmSinkhorn sweeps per step at most")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.one:
+        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.warmup, args.solver, args.max_iter)))
+        return
+    print("| workload | n | device | median s/step | peak memory MB | first (cold) step s |")
+    print("|---|---:|---|---:|---:|---:|")
+    for workload in args.workloads:
+        for n in args.sizes or DEFAULT_SIZES[workload]:
+            cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
+                   str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter)]
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            label = f"{r['workload']}, fd-fl, {args.solver}"
+            print(f"| {label} | {r['n']} | {r['device']} | {r['median']:.3f} | {r['peak_mb']:.0f} | {r['first']:.2f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

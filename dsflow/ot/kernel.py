@@ -1,0 +1,151 @@
+"""Sinkhorn at the target epsilon on a stored cost, in the stabilised kernel form (Schmitzer 2019, "absorption").
+
+Given potentials f0 (n,), g0 (m,) close to the solution (a warm start), the scaled kernel
+
+.. math::
+    E_{ij} = \\exp((f0_i + g0_j - C_{ij}) / \\varepsilon)
+
+is of order one wherever the plan is not negligible (pi_ij = a_i b_j E_ij u_i v_j). Writing f = f0 + eps log u,
+g = g0 + eps log v, the log-domain updates f <- softmin(C, g), g <- softmin(C^T, f) become
+
+.. math::
+    u = 1 / (E (b v)), \\qquad v = 1 / (E^T (a u)),
+
+two matrix-vector products per iteration instead of two exponentials of the whole (n, m) matrix. When u or v
+leave [e^-L, e^L] (the potentials moved far from f0, g0) they are absorbed into f0, g0 and E is rebuilt.
+The last (extrapolation) step and its envelope gradient are one more product, E @ (v b y) (a GEMM).
+Everything runs without autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from dsflow.ot.blocks import Extrapolation, GroundCost
+
+__all__ = ["kernel_cross", "kernel_self"]
+
+_ABSORB = 30.0
+_FLOOR = -87.0  # absorb once |log u| or |log v| exceeds this (E's entries stay far from float32 over/underflow)
+
+
+def _kernel(c: Tensor, f0: Tensor, g0: Tensor, eps: float) -> Tensor:
+    # Exponents below -87 would give float32 denormals (slow on CPUs and negligible): they become ~1e-38.
+    return ((f0[:, None] + g0[None, :] - c) / eps).clamp_min_(_FLOOR).exp_()  # (n, m)
+
+
+def _row_start(c: Tensor, h: Tensor, eps: float) -> Tensor:
+    """(n,) -eps max_j (h_j - C_ij / eps): a potential for which each row of E has largest entry 1 (no row of
+    the kernel underflows), one pass over C without exponentials."""
+    return -eps * torch.amax(h[None, :] - c / eps, dim=1)
+
+
+def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
+    """(La, Lb) lambda_y * label mass of the (n, m) plan: sum of pi_ij over i, j with labels (l, l')."""
+    by_col = plan.new_zeros(plan.shape[0], cost.table.shape[1]).index_add_(1, cost.ib, plan)  # (n, Lb)
+    return torch.zeros_like(cost.table).index_add_(0, cost.ia, by_col, alpha=cost.lambda_y)
+
+
+def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...], absorb: Callable[[], None],
+             max_iter: int, check_every: int, tol: float) -> int:
+    """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times.
+
+    At each check the scalings are absorbed if large; if they overflowed, the iterations since the last check
+    are undone and the kernel is rebuilt from the last good potentials before going on.
+    """
+    saved = dict(state)
+    for it in range(1, max_iter + 1):
+        change = update()
+        if it % check_every and it < max_iter:
+            continue
+        big = torch.stack([state[k].abs().max() for k in scalings]).max()
+        change, big = torch.stack([change, big]).tolist()
+        if not math.isfinite(big):
+            state.update(saved)
+        if not math.isfinite(big) or big > _ABSORB:
+            absorb()
+        elif change <= tol:
+            break
+        saved = dict(state)
+    return it
+
+
+def kernel_cross(
+    cost: GroundCost, a: Tensor, b: Tensor, f: Tensor, g: Tensor, eps: float, max_iter: int, check_every: int,
+    tol: float, want_grad: bool, want_table_grad: bool,
+) -> tuple[Tensor, Tensor, Extrapolation, int]:
+    """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost; returns f, g, the extrapolation
+    (row f_ba, column g_ab, gradient in x, table gradient) and the number of iterations."""
+    assert cost.full is not None
+    c = cost.full
+    f = _row_start(c, b.log() + g / eps, eps)  # rows of E diag(b) peak at 1: none underflows
+    state = {"f0": f, "g0": g, "e": _kernel(c, f, g, eps), "lu": torch.zeros_like(f), "lv": torch.zeros_like(g)}
+
+    def absorb() -> None:
+        state["f0"], state["g0"] = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
+        state["e"] = _kernel(c, state["f0"], state["g0"], eps)
+        state["lu"], state["lv"] = torch.zeros_like(f), torch.zeros_like(g)
+
+    def update() -> Tensor:
+        e = state["e"]
+        lu = -torch.log(e @ (b * state["lv"].exp()))  # (n,)
+        lv = -torch.log(e.T @ (a * lu.exp()))  # (m,)
+        change = (lu - state["lu"]).abs().max() * eps
+        state["lu"], state["lv"] = lu, lv
+        return change
+
+    iters = _iterate(update, state, ("lu", "lv"), absorb, max_iter, check_every, tol * eps)
+    e, bv = state["e"], b * state["lv"].exp()  # (m,)
+    f, g = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
+    su = e @ bv  # (n,): f_ba = softmin(C, g) = f0 - eps log su
+    row = state["f0"] - eps * su.log()
+    col = state["g0"] - eps * (e.T @ (a * state["lu"].exp())).log()  # g_ab = softmin(C^T, f)
+    grad = table_grad = None
+    if want_grad or want_table_grad:
+        w = a / su  # (n,) pi_ij = w_i E_ij (b v)_j, rows summing to a
+        if want_grad:
+            grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (bv[:, None] * cost.y)))
+        if want_table_grad:
+            table_grad = _table_grad(cost, w[:, None] * e * bv[None, :])
+    return f, g, Extrapolation(row, col, grad, table_grad), iters
+
+
+def kernel_self(
+    cost: GroundCost, a: Tensor, p: Tensor, eps: float, max_iter: int, check_every: int, tol: float,
+    want_grad: bool, want_table_grad: bool,
+) -> tuple[Tensor, Extrapolation, int]:
+    """Symmetric Sinkhorn p <- (p + softmin(C, p)) / 2 on OT(a, a) from p (n,), stored (n, n) cost."""
+    assert cost.full is not None
+    c = cost.full
+    p = 0.5 * (p + _row_start(c, a.log() + p / eps, eps))
+    state = {"p0": p, "e": _kernel(c, p, p, eps), "lw": torch.zeros_like(p)}
+
+    def absorb() -> None:
+        state["p0"] = state["p0"] + eps * state["lw"]
+        state["e"] = _kernel(c, state["p0"], state["p0"], eps)
+        state["lw"] = torch.zeros_like(p)
+
+    def update() -> Tensor:
+        lw = state["lw"]
+        new = 0.5 * (lw - torch.log(state["e"] @ (a * lw.exp())))  # log of (w / (E (a w)))^(1/2)
+        change = (new - lw).abs().max() * eps
+        state["lw"] = new
+        return change
+
+    iters = _iterate(update, state, ("lw",), absorb, max_iter, check_every, tol * eps)
+    e, aw = state["e"], a * state["lw"].exp()  # (n,)
+    p = state["p0"] + eps * state["lw"]
+    su = e @ aw  # (n,)
+    row = state["p0"] - eps * su.log()  # f_aa = softmin(C, p)
+    grad = table_grad = None
+    if want_grad or want_table_grad:
+        w = a / su  # pi_ik = w_i E_ik (a w)_k
+        if want_grad:
+            grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (aw[:, None] * cost.x)))
+        if want_table_grad:
+            table_grad = _table_grad(cost, w[:, None] * e * aw[None, :])
+    return p, Extrapolation(row, None, grad, table_grad), iters

@@ -1,0 +1,282 @@
+"""Solvers of the OTDD's outer problem, the debiased Sinkhorn divergence (paper section 3.3), chosen in YAML.
+
+* :class:`GeomlossSolver`: the dense reference path. geomloss's tensorized Sinkhorn (epsilon-scaling, a fixed
+  number of iterations) on features packed with their label row; every call starts cold.
+* :class:`WarmSinkhorn`: the fast path. A plain-torch log-domain Sinkhorn that
+
+  - keeps its potentials between calls and starts the next flow step from them (warm start; epsilon-scaling
+    only on a cold start), iterating at the target epsilon until the potentials stop moving;
+  - solves the reference's own problem OT(beta, beta) once and caches its value (beta is fixed);
+  - gives the gradient from the converged potentials (envelope theorem, Feydy et al. 2019, Prop. 2):
+    d S / d x_i = sum_j pi_ij d_x c(x_i, y_j) - sum_k pi^{xx}_ik d_x c(x_i, x_k), no backpropagation through
+    the iterations;
+  - stores the cost matrices when they are small, and otherwise rebuilds them in row blocks
+    (:mod:`dsflow.ot.blocks`), so that memory grows as (n + m) d, not n m.
+
+Both return the same value and gradient in x at convergence (tests/test_speed_paths.py).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, sweep_cross, sweep_self
+from dsflow.ot.kernel import kernel_cross, kernel_self
+from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
+from dsflow.ot.sinkhorn import bounding_diameter
+
+__all__ = ["OuterSolver", "GeomlossSolver", "WarmSinkhorn"]
+
+
+class OuterSolver(ABC):
+    """Computes the OTDD value (a scalar, differentiable in x and the label tables) from settings and costs."""
+
+    @abstractmethod
+    def __call__(
+        self, x: Tensor, x_ref: Tensor, labels: LabelCosts, settings: OTDDSettings,
+        weights: Tensor | None = None, ref_weights: Tensor | None = None,
+    ) -> Tensor:
+        """Args: x (n, d), x_ref (m, d), labels, settings, weights (n,) and ref_weights (m,) summing to 1
+        (None: uniform)."""
+
+
+class GeomlossSolver(OuterSolver):
+    """Dense reference path: geomloss ``SamplesLoss('sinkhorn', backend='tensorized')`` with the OTDD cost.
+
+    It differentiates the label tables through both cross potentials, i.e. twice the envelope gradient in the
+    tables (its detach trick assumes the cost depends on the points only); gradients in x are exact.
+    """
+
+    def __call__(self, x, x_ref, labels, settings, weights=None, ref_weights=None):  # noqa: D102
+        return otdd(x, x_ref, labels, settings, weights, ref_weights)
+
+
+class WarmSinkhorn(OuterSolver):
+    """Warm-started log-domain Sinkhorn divergence with envelope gradients and an optional block path.
+
+    Args:
+        tol: stop when a sweep moves no potential by more than ``tol * eps`` (a log-marginal error of ``tol``).
+        max_iter: most sweeps at the target epsilon per call.
+        check_every: sweeps between convergence checks (each check waits for the device: one host sync).
+        dense_limit: store the cost matrices while n m + n^2 stays within this many entries; above it the
+            cost is rebuilt in row blocks at every sweep (linear memory).
+        block_entries: entries of one (B, m) block on the block path.
+        warm_start: reuse the previous call's potentials (off: every call starts cold, with epsilon-scaling).
+        coarse_size: on the block path, a cold start first solves a random subsample of this many points per
+            side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
+            (multiscale start), instead of epsilon-scaling on the full problem.
+
+    ``check_every > max_iter`` runs exactly ``max_iter`` sweeps per call with no host synchronisation.
+    """
+
+    def __init__(
+        self, tol: float = 1e-3, max_iter: int = 20, check_every: int = 5, dense_limit: int = 60_000_000,
+        block_entries: int = 8_000_000, warm_start: bool = True, coarse_size: int = 2048,
+    ) -> None:
+        if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0:
+            raise ValueError(
+                f"WarmSinkhorn: need tol > 0, max_iter >= 1, check_every >= 1, block_entries >= 1 and "
+                f"dense_limit >= 0, got {tol}, {max_iter}, {check_every}, {block_entries}, {dense_limit}"
+            )
+        self.tol, self.max_iter, self.check_every = tol, max_iter, check_every
+        self.dense_limit, self.block_entries, self.warm_start = dense_limit, block_entries, warm_start
+        self.coarse_size = coarse_size
+        self.reset()
+        self.last_iterations = 0
+
+    def reset(self) -> None:
+        """Forget the warm-start potentials and the cached reference term."""
+        self._potentials: dict[str, Tensor] = {}
+        self._ref_key: tuple | None = None
+        self._ref_term: Tensor | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def _cost(self, x: Tensor, y: Tensor, ia: Tensor, ib: Tensor, table: Tensor, s: OTDDSettings, store: bool):
+        rows = max(1, self.block_entries // max(1, y.shape[0]))
+        return GroundCost(x, y, ia, ib, table, s.lambda_x, s.lambda_y, rows, store)
+
+    def _schedule(self, clouds: tuple[Tensor, ...], table: Tensor, s: OTDDSettings) -> list[float]:
+        """Epsilon-scaling from the largest cost down to eps, by factors scaling^2 (geomloss's schedule)."""
+        top = s.lambda_x * bounding_diameter(*clouds) ** 2 + s.lambda_y * float(table.max()) + s.eps
+        steps = max(0, math.ceil(math.log(top / s.eps) / (-2 * math.log(s.scaling))))
+        return [top * s.scaling ** (2 * k) for k in range(steps)] + [s.eps]
+
+    def _iterate(self, step, eps: float) -> None:
+        """Run ``step()`` (returns the largest potential change) until below tol * eps, or max_iter sweeps."""
+        for it in range(1, self.max_iter + 1):
+            change = step()
+            if it % self.check_every == 0 and float(change) <= self.tol * eps:
+                break
+        self.last_iterations = it
+
+    def _reference_term(self, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, ref_weights: Tensor | None,
+                        b_log: Tensor) -> Tensor:
+        """<b, g_bb>: the reference's own OT_eps(beta, beta) / 2, solved once per reference and cached."""
+        wkey = None if ref_weights is None else (ref_weights.data_ptr(), ref_weights._version)
+        key = (x_ref.data_ptr(), tuple(x_ref.shape), x_ref._version, labels.rr.data_ptr(), labels.rr._version,
+               labels.ref_index.data_ptr(), wkey, s)
+        if self._ref_key == key and self._ref_term is not None:
+            return self._ref_term
+        m = x_ref.shape[0]
+        store = m * m <= self.dense_limit
+        cost = self._cost(x_ref, x_ref, labels.ref_index, labels.ref_index, labels.rr, s, store)
+        if store or m <= self.coarse_size:
+            p, schedule = torch.zeros_like(b_log), self._schedule((x_ref,), labels.rr, s)
+        else:
+            p, schedule = self._coarse_self(x_ref, labels.ref_index, labels.rr, s), [s.eps]
+        p = self._solve_self(cost, b_log, p, schedule, s.eps)
+        term = (b_log.exp() * extrapolate(cost, b_log, b_log + p / s.eps, s.eps).row).sum()
+        self._ref_key, self._ref_term = key, term
+        return term
+
+    def _solve_self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float) -> Tensor:
+        for e in schedule[:-1]:
+            p = 0.5 * (p + sweep_self(cost, a_log, p, e))
+
+        def step() -> Tensor:
+            nonlocal p
+            new = 0.5 * (p + sweep_self(cost, a_log, p, eps))
+            change, p = (new - p).abs().max(), new
+            return change
+
+        self._iterate(step, eps)
+        return p
+
+    def _solve_cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float], eps: float):
+        f = torch.zeros_like(a_log)
+        for e in schedule[:-1]:
+            f, g = sweep_cross(cost, a_log, b_log, g, e)
+
+        def step() -> Tensor:
+            nonlocal f, g
+            f_new, g = sweep_cross(cost, a_log, b_log, g, eps)
+            change, f = (f_new - f).abs().max(), f_new
+            return change
+
+        self._iterate(step, eps)
+        return f, g
+
+    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, f: Tensor, g: Tensor, schedule: list[float],
+               eps: float, want: tuple[bool, bool, bool]) -> tuple[Tensor, Tensor, Extrapolation]:
+        """Solve OT(a, b) from (f, g): epsilon-scaling in the log domain, then the kernel form on a stored cost
+        or log-domain block sweeps; returns f, g and the gradient-giving extrapolation."""
+        if cost.full is None:
+            f, g = self._solve_cross(cost, a_log, b_log, g, schedule, eps)
+            ext = extrapolate(cost, a_log, b_log + g / eps, eps, h_rows=a_log + f / eps, want_grad=want[0],
+                              want_table_grad=want[2])
+            return f, g, ext
+        for e in schedule[:-1]:
+            f, g = sweep_cross(cost, a_log, b_log, g, e)
+        f, g, ext, self.last_iterations = kernel_cross(
+            cost, a_log.exp(), b_log.exp(), f, g, eps, self.max_iter, self.check_every, self.tol, want[0], want[2])
+        return f, g, ext
+
+    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
+              want: tuple[bool, bool, bool]) -> tuple[Tensor, Extrapolation]:
+        """Solve OT(a, a) from p, as :meth:`_cross`."""
+        if cost.full is None:
+            p = self._solve_self(cost, a_log, p, schedule, eps)
+            return p, extrapolate(cost, a_log, a_log + p / eps, eps, want_grad=want[0], want_table_grad=want[1])
+        for e in schedule[:-1]:
+            p = 0.5 * (p + sweep_self(cost, a_log, p, e))
+        p, ext, self.last_iterations = kernel_self(
+            cost, a_log.exp(), p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
+        return p, ext
+
+    # ------------------------------------------------------------------ multiscale cold start
+    def _subsample(self, n: int, device: torch.device, seed: int) -> Tensor:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randperm(n, generator=gen)[: self.coarse_size].to(device)
+
+    def _extend(self, rows: Tensor, rows_i: Tensor, cols: Tensor, cols_i: Tensor, table: Tensor, s: OTDDSettings,
+                h: Tensor) -> Tensor:
+        """(N,) soft-min of every row point against a subsample's potential h (k,): its extension to all points."""
+        cost = self._cost(rows, cols, rows_i, cols_i, table, s, store=False)
+        return extrapolate(cost, rows.new_zeros(rows.shape[0]), h, s.eps).row
+
+    def _coarse_self(self, x: Tensor, x_i: Tensor, table: Tensor, s: OTDDSettings) -> Tensor:
+        """(n,) starting potential of OT(a, a) from a uniform subsample's solution."""
+        ix = self._subsample(x.shape[0], x.device, 0)
+        k_log = x.new_full((ix.shape[0],), -math.log(ix.shape[0]))
+        sub = self._cost(x[ix], x[ix], x_i[ix], x_i[ix], table, s, store=True)
+        p = self._solve_self(sub, k_log, torch.zeros_like(k_log), self._schedule((x[ix],), table, s), s.eps)
+        return self._extend(x, x_i, x[ix], x_i[ix], table, s, k_log + p / s.eps)
+
+    def _coarse_cross(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings) -> Tensor:
+        """(m,) starting potential g of OT(a, b) from uniform subsamples' solution."""
+        ix, iy = self._subsample(x.shape[0], x.device, 1), self._subsample(x_ref.shape[0], x.device, 2)
+        ka = x.new_full((ix.shape[0],), -math.log(ix.shape[0]))
+        kb = x.new_full((iy.shape[0],), -math.log(iy.shape[0]))
+        sub = self._cost(x[ix], x_ref[iy], labels.src_index[ix], labels.ref_index[iy], labels.sr, s, store=True)
+        table = torch.cat([labels.ss.flatten(), labels.sr.flatten()])
+        f, _ = self._solve_cross(sub, ka, kb, torch.zeros_like(kb), self._schedule((x[ix], x_ref[iy]), table, s), s.eps)
+        return self._extend(x_ref, labels.ref_index, x[ix], labels.src_index[ix], labels.sr.T, s, ka + f / s.eps)
+
+    # ------------------------------------------------------------------ the divergence
+    def __call__(self, x, x_ref, labels, settings, weights=None, ref_weights=None):  # noqa: D102
+        for name, t in (("x_ref", x_ref), ("rr", labels.rr), ("weights", weights), ("ref_weights", ref_weights)):
+            if t is not None and t.requires_grad:
+                raise ValueError(f"WarmSinkhorn: {name} requires grad, but the fast path treats it as fixed; "
+                                 f"use GeomlossSolver to differentiate it")
+        if x.ndim != 2 or x_ref.ndim != 2 or x.shape[1] != x_ref.shape[1]:
+            raise ValueError(f"WarmSinkhorn: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)}, {tuple(x_ref.shape)}")
+        on = torch.is_grad_enabled()
+        want = (on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
+        with torch.no_grad():
+            parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
+        return _EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
+
+    def _solve(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, weights: Tensor | None,
+               ref_weights: Tensor | None, want: tuple[bool, bool, bool]):
+        """(value, grad in x, grad in ss, grad in sr) of the Sinkhorn divergence; gradients None if not wanted."""
+        n, m = x.shape[0], x_ref.shape[0]
+        a = x.new_full((n,), 1.0 / n) if weights is None else weights
+        b = x.new_full((m,), 1.0 / m) if ref_weights is None else ref_weights
+        a_log, b_log = a.log(), b.log()
+        ss, sr = labels.ss.detach(), labels.sr.detach()
+        store = n * m + (n * n if s.debias else 0) <= self.dense_limit
+        key = (n, m, x.device, x.dtype, s)
+        warm = self._potentials if self.warm_start and self._potentials.get("key") == key else None
+        if warm is None and not store and max(n, m) > self.coarse_size:
+            lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
+            warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
+        schedule = [s.eps] if warm else self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
+        c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store)
+        f0 = warm["f"] if warm and "f" in warm else torch.zeros_like(a_log)
+        g0 = warm["g"] if warm else torch.zeros_like(b_log)
+        f, g, ext = self._cross(c_xy, a_log, b_log, f0, g0, schedule, s.eps, want)
+        del c_xy
+        value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
+        grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
+        state = {"key": key, "f": f, "g": g}
+        if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
+            c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store)
+            p, ext_xx = self._self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps, want)
+            value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
+            if grad is not None:
+                grad = grad - ext_xx.grad
+            if ext_xx.table_grad is not None:
+                grad_ss = -0.5 * ext_xx.table_grad  # d(-OT(a, a) / 2) / d ss: half the self plan's label mass
+            state["p"] = p
+        if self.warm_start:
+            self._potentials = state
+        return value, grad, grad_ss, grad_sr
+
+
+class _EnvelopeValue(torch.autograd.Function):
+    """A precomputed value whose gradients in x, ss and sr are given (envelope theorem)."""
+
+    @staticmethod
+    def forward(ctx, x, ss, sr, value, grad_x, grad_ss, grad_sr):  # type: ignore[override]
+        ctx.save_for_backward(grad_x, grad_ss, grad_sr)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        grad_x, grad_ss, grad_sr = ctx.saved_tensors
+        scale = [None if g is None else grad_out * g for g in (grad_x, grad_ss, grad_sr)]
+        return (*scale, None, None, None, None)
