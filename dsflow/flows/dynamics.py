@@ -18,6 +18,9 @@ __all__ = ["LabelDynamics", "FeatureDriven"]
 class LabelDynamics(nn.Module, ABC):
     """Builds the OTDD's label tables each step and updates label state after it."""
 
+    #: whether after_step may change the discrete labels (multi-process flows then broadcast rank 0's)
+    variable_labels: bool = False
+
     def setup(self, particles: Particles, reference: Reference) -> None:
         """Create any label state from the initial particles (called once the particles exist)."""
         del particles, reference
