@@ -20,7 +20,7 @@ import torch
 
 from dsflow.cli import _run_dir, flow_main
 from dsflow.flows import FlowModule, OTDDTerm
-from dsflow.flows.distributed import ShardPlan, shard_plan, stratified_shards
+from dsflow.flows.distributed import ShardPlan, _fingerprint, check_replicated, shard_plan, stratified_shards
 from dsflow.io import load_npz
 from dsflow.ot.otdd import OTDDSettings, otdd
 from dsflow.ot.solvers import GeomlossSolver
@@ -93,6 +93,25 @@ def test_each_shard_has_its_own_warm_start_solver() -> None:
     copies = [term.shard_solvers(term.solver, s) for s in (0, 1)]
     assert copies[0] is not copies[1] and all(c is not term.solver for c in copies)
     assert all(c._potentials.get("key") is not None for c in copies)
+
+
+class _FakeStrategy:
+    """Two 'ranks' whose second one holds ``other`` (all_gather stacks the local fingerprint with its)."""
+
+    world_size = 2
+
+    def __init__(self, other: dict[str, torch.Tensor]) -> None:
+        self.other = other
+
+    def all_gather(self, local: torch.Tensor) -> torch.Tensor:
+        return torch.stack([local, _fingerprint(self.other)])
+
+
+def test_data_that_differs_between_ranks_is_refused() -> None:
+    x, y = torch.randn(5, 2, dtype=torch.float64), torch.tensor([0, 1, 0, 1, 1])
+    check_replicated({"reference features": x, "reference labels": y}, _FakeStrategy({"a": x, "b": y.clone()}))
+    with pytest.raises(ValueError, match="reference labels differ between processes"):
+        check_replicated({"reference features": x, "reference labels": y}, _FakeStrategy({"a": x, "b": 1 - y}))
 
 
 def test_secondary_processes_share_rank_zero_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "global_loss_values",
     "sync_labels",
     "ddp_ignored_buffers",
+    "check_replicated",
 ]
 
 
@@ -174,6 +175,34 @@ def sync_labels(particles: Particles, strategy: Any) -> None:
     y, num_classes = strategy.broadcast((particles.y.cpu(), particles.num_classes), src=0)
     particles.y = y.to(particles.y.device)
     particles.num_classes = int(num_classes)
+
+
+def _fingerprint(tensors: dict[str, Tensor]) -> Tensor:
+    """(3 k,) shape size, sum and sum of squares of each tensor, in float64 (equal data: equal fingerprints)."""
+    rows = []
+    for t in tensors.values():
+        t64 = t.detach().to(torch.float64)
+        rows.append(torch.stack([t64.new_tensor(float(t.numel())), t64.sum(), t64.pow(2).sum()]))
+    return torch.cat(rows)
+
+
+def check_replicated(tensors: dict[str, Tensor], strategy: Any) -> None:
+    """Raise the same ValueError on every rank unless ``tensors`` are equal on all ranks (one all-gather).
+
+    Every process loads the source and the reference itself; a data source that is not deterministic (an unseeded
+    generator, a shuffled file listing) would give each rank another dataset and silently another functional.
+    """
+    if getattr(strategy, "world_size", 1) <= 1:
+        return
+    local = _fingerprint(tensors)
+    gathered = strategy.all_gather(local).reshape(-1, local.shape[0]).cpu()  # (W, 3 k)
+    differs = (gathered != gathered[0]).any(0).reshape(-1, 3).any(1)  # (k,)
+    if bool(differs.any()):
+        names = [name for name, bad in zip(tensors, differs.tolist()) if bad]
+        raise ValueError(
+            f"{', '.join(names)} differ between processes: every rank must load the same data; seed the data "
+            f"sources (e.g. `seed:` of synthetic datasets) so that they are deterministic"
+        )
 
 
 def ddp_ignored_buffers(module: torch.nn.Module) -> list[str]:

@@ -27,7 +27,14 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from dsflow.data.base import LabeledData
-from dsflow.flows.distributed import ReferenceShards, ddp_ignored_buffers, global_loss_values, shard_plan, sync_labels
+from dsflow.flows.distributed import (
+    ReferenceShards,
+    check_replicated,
+    ddp_ignored_buffers,
+    global_loss_values,
+    shard_plan,
+    sync_labels,
+)
 from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
 from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
 from dsflow.flows.particles import Particles, Reference
@@ -84,6 +91,9 @@ class FlowModule(L.LightningModule):
     # ---------------------------------------------------------------- data
     def setup(self, stage: str) -> None:
         self._setup_data()
+        p, r = self.particles, self.reference
+        check_replicated({"source features": p.x, "source labels": p.y, "reference features": r.x,
+                          "reference labels": r.y}, self.trainer.strategy if self._trainer is not None else None)
         self._ddp_params_and_buffers_to_ignore = ddp_ignored_buffers(self)  # read by DDP when it wraps the module
 
     def _setup_data(self) -> None:
