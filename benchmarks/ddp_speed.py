@@ -1,7 +1,8 @@
 """Seconds per flow step with 1 and 2 processes (Lightning DDP): ``python benchmarks/ddp_speed.py [--sizes N ...]``.
 
 Each row is one ``Trainer.fit`` of a FlowModule (fd-fl, OTDD alone, default fast solver) on the ``784d`` workload
-of ``benchmarks/step_speed.py`` (n = m particles in 784-d, 10 + 10 classes, full Gaussian label distances),
+of ``benchmarks/step_speed.py`` (n particles, m = n or ``--ref-factor`` n reference samples, 784-d, 10 + 10
+classes, full Gaussian label distances),
 started in a fresh process; with W > 1 processes it runs ``strategy=ddp`` (gloo on CPU, NCCL on GPUs), the
 reference split into W shards (see :mod:`dsflow.flows.distributed`). The step time is the median over the timed
 steps of the slowest rank (one step = objective, backward with DDP's gradient all-reduce, optimizer step).
@@ -65,9 +66,9 @@ class StepTimer(L.Callback):
                               "objective": float(pl_module.last_loss.total), "threads": torch.get_num_threads()}))
 
 
-def run_one(devices: int, n: int, steps: int, warmup: int, accelerator: str, threads: int) -> None:
+def run_one(devices: int, n: int, m: int, steps: int, warmup: int, accelerator: str, threads: int) -> None:
     torch.set_num_threads(threads)
-    data = FlowDataModule(Blobs784(n, 0, 0.0), Blobs784(n, 1, 0.25))
+    data = FlowDataModule(Blobs784(n, 0, 0.0), Blobs784(m, 1, 0.25))
     module = FlowModule([OTDDTerm(eps=1.0)])
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=warmup + steps,
@@ -79,7 +80,8 @@ def run_one(devices: int, n: int, steps: int, warmup: int, accelerator: str, thr
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000], help="n = m")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000], help="n particles")
+    parser.add_argument("--ref-factor", type=int, default=1, help="reference size m = ref_factor * n")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2], help="processes W")
     parser.add_argument("--steps", type=int, default=4, help="timed steps (median of the slowest rank)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first is a cold start)")
@@ -88,20 +90,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per process (0: cores / W)")
     args = parser.parse_args(argv)
     if args.one:
-        run_one(args.one[0], args.one[1], args.steps, args.warmup, args.accelerator, args.threads)
+        run_one(args.one[0], args.one[1], args.ref_factor * args.one[1], args.steps, args.warmup, args.accelerator, args.threads)
         return
     cores = os.cpu_count() or 1
-    print("| workload | n = m | processes W | device | threads/process | median s/step | first (cold) step s |")
-    print("|---|---:|---:|---|---:|---:|---:|")
+    print("| workload | n | m | processes W | device | threads/process | median s/step | first (cold) step s |")
+    print("|---|---:|---:|---:|---|---:|---:|---:|")
     for n in args.sizes:
         for w in args.devices:
             threads = args.threads or max(1, cores // w)
             cmd = [sys.executable, __file__, "--one", str(w), str(n), "--steps", str(args.steps), "--warmup",
-                   str(args.warmup), "--accelerator", args.accelerator, "--threads", str(threads)]
+                   str(args.warmup), "--ref-factor", str(args.ref_factor), "--accelerator", args.accelerator, "--threads", str(threads)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             r = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
             device = "cpu (gloo)" if args.accelerator == "cpu" else torch.cuda.get_device_name()
-            print(f"| 784d, fd-fl | {n} | {w} | {device} | {r['threads']} | {r['median']:.3f} | {r['first']:.2f} |",
+            print(f"| 784d, fd-fl | {n} | {args.ref_factor * n} | {w} | {device} | {r['threads']} | {r['median']:.3f} | {r['first']:.2f} |",
                   flush=True)
 
 

@@ -99,6 +99,7 @@ class _FakeStrategy:
     """Two 'ranks' whose second one holds ``other`` (all_gather stacks the local fingerprint with its)."""
 
     world_size = 2
+    root_device = torch.device("cpu")
 
     def __init__(self, other: dict[str, torch.Tensor]) -> None:
         self.other = other

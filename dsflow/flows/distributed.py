@@ -194,7 +194,7 @@ def check_replicated(tensors: dict[str, Tensor], strategy: Any) -> None:
     """
     if getattr(strategy, "world_size", 1) <= 1:
         return
-    local = _fingerprint(tensors)
+    local = _fingerprint(tensors).to(strategy.root_device)  # NCCL gathers device tensors only
     gathered = strategy.all_gather(local).reshape(-1, local.shape[0]).cpu()  # (W, 3 k)
     differs = (gathered != gathered[0]).any(0).reshape(-1, 3).any(1)  # (k,)
     if bool(differs.any()):

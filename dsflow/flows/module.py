@@ -95,6 +95,7 @@ class FlowModule(L.LightningModule):
         check_replicated({"source features": p.x, "source labels": p.y, "reference features": r.x,
                           "reference labels": r.y}, self.trainer.strategy if self._trainer is not None else None)
         self._ddp_params_and_buffers_to_ignore = ddp_ignored_buffers(self)  # read by DDP when it wraps the module
+        self._local_shards()  # a reference_shards that does not fit the processes fails here, before any step
 
     def _setup_data(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
