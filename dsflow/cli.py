@@ -4,6 +4,10 @@ Each run writes into one run directory (``--run_dir``, by default ``runs/<name>-
 the flow's outputs (see :class:`~dsflow.callbacks.FlowRecorder`), the resolved ``config.yaml`` and the W&B run.
 W&B runs offline unless the user has set it up (an API key in the environment or ~/.netrc); it never prompts.
 Resuming with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues in that checkpoint's run directory.
+
+Several processes (``--trainer.strategy ddp``) share one run directory: the processes Lightning starts on this
+machine inherit it from the first one (``DSFLOW_RUN_DIR``); processes started by other launchers (torchrun, SLURM,
+other nodes) must all be given the same ``--run_dir``. Only rank 0 writes into it.
 """
 
 from __future__ import annotations
@@ -87,12 +91,30 @@ class FlowCLI(LightningCLI):
             print(f"run dir: {self.run_dir}", flush=True)
 
 
+_RUN_DIR_ENV = "DSFLOW_RUN_DIR"
+_RANK_ENVS = ("LOCAL_RANK", "NODE_RANK", "RANK", "SLURM_PROCID")
+
+
+def _secondary_process() -> bool:
+    """Whether a launcher (Lightning's DDP, torchrun, SLURM) started this process as other than global rank 0."""
+    return any(os.environ.get(k, "0").strip() not in ("", "0") for k in _RANK_ENVS)
+
+
 def _run_dir(given: str | None, name: str, ckpt_path: str | None) -> Path:
-    """The run directory: as given, the one a resumed checkpoint lives in, or a new ``runs/<name>-<time>``."""
+    """The run directory: as given, the one a resumed checkpoint lives in, rank 0's (for the other processes of
+    a multi-process run) or a new ``runs/<name>-<time>``."""
     if given:
         path = Path(given)
     elif ckpt_path and Path(ckpt_path).parent.name == "checkpoints":
         path = Path(ckpt_path).parent.parent
+    elif _secondary_process():
+        if not os.environ.get(_RUN_DIR_ENV):
+            ranks = {k: os.environ[k] for k in _RANK_ENVS if k in os.environ}
+            raise ValueError(
+                f"--run_dir: this process ({ranks}) was started by an external launcher without a run directory; "
+                f"pass the same --run_dir to every process (on a shared filesystem across nodes)"
+            )
+        path = Path(os.environ[_RUN_DIR_ENV])
     else:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / f"{name}-{stamp}"
@@ -101,6 +123,7 @@ def _run_dir(given: str | None, name: str, ckpt_path: str | None) -> Path:
             k += 1
             path = Path("runs") / f"{name}-{stamp}-{k}"
     path.mkdir(parents=True, exist_ok=True)
+    os.environ[_RUN_DIR_ENV] = str(path)  # inherited by the processes Lightning's DDP launcher starts
     return path
 
 

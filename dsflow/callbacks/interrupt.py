@@ -45,14 +45,18 @@ class GracefulInterrupt(L.Callback):
             signal.signal(sig, self._handler)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.requested is None or self.stopped_at is not None:
+        if self.stopped_at is not None:
+            return
+        # a signal seen by any process stops all of them after the same step (one all-reduce under DDP)
+        if not trainer.strategy.reduce_boolean_decision(self.requested is not None, all=False):
             return
         path = checkpoint_dir(trainer) / "last.ckpt"
         trainer.save_checkpoint(path)
         trainer.should_stop = True
         self.stopped_at = trainer.global_step
+        what = signal.Signals(self.requested).name if self.requested is not None else "a signal (on another rank)"
         rank_zero_info(
-            f"{signal.Signals(self.requested).name} received: stopped after step {trainer.global_step}; "
+            f"{what} received: stopped after step {trainer.global_step}; "
             f"checkpoint {path}; resume with --ckpt_path {path}"
         )
 

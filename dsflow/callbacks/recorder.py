@@ -9,6 +9,9 @@ Run directory (``trainer.default_root_dir``) after ``fit``:
   coloured by label, 3-D scatters for 3-D data (also logged to W&B as ``flow/figure``);
 * ``summary.json``: initial and final objective, steps, wall time, seconds per step, number of particles.
 
+With several processes (DDP) only rank 0 writes; the objectives are the global ones (mean over ranks, see
+:mod:`dsflow.flows.distributed`).
+
 Every file is written atomically, so a run that dies keeps valid files of the steps it finished.
 """
 
@@ -78,6 +81,8 @@ class FlowRecorder(L.Callback):
             self._snapshot(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # every rank evaluates its reference shards, then the mean over ranks (a collective: before the rank check)
+        final = float(pl_module.global_loss(pl_module.compute_objective()).total)
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
@@ -85,7 +90,6 @@ class FlowRecorder(L.Callback):
         if not snapshot_path(run_dir, step).exists():
             self._snapshot(trainer, pl_module)
         wall = self.elapsed + self._running()
-        final = float(pl_module.compute_objective().total.detach())
         x, y = _numpy(pl_module)
         first = load_npz(snapshot_path(run_dir, 0), keys=("x", "y"))
         save_npz(run_dir / "final.npz", x=x, y=y, x0=first["x"], y0=first["y"])

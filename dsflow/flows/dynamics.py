@@ -21,6 +21,8 @@ class LabelDynamics(nn.Module, ABC):
     #: whether the source's class statistics are recomputed from the particles every step (fd-fl): then every
     #: source class needs the label distance's minimum size; joint dynamics hold their own label parameters
     source_stats_from_samples: bool = True
+    #: whether after_step may change the discrete labels (multi-process flows then broadcast rank 0's)
+    variable_labels: bool = False
 
     def setup(self, particles: Particles, reference: Reference) -> None:
         """Create any label state from the initial particles (called once the particles exist)."""

@@ -137,6 +137,7 @@ class JointDrivenVariable(_ParamState):
     """
 
     _param_names = ("means", "log_std")
+    variable_labels = True
 
     def __init__(self, clustering: Clustering | None = None, cluster_every: int = 1, min_std: float = 1e-3) -> None:
         super().__init__()

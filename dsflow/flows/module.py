@@ -11,6 +11,10 @@ of the particles' parameter group and T = ``temperature``. The noise comes from 
 ``noise_seed`` (independent of the global seed), and the generator state is saved in checkpoints, so a resumed flow
 draws the same noise as an uninterrupted one. With Adam the step is not tau grad F, but the noise still has
 variance 2 tau T per coordinate and step.
+
+Several processes (``--trainer.strategy ddp``): the particles are replicated, the reference is split into
+``reference_shards`` shards (one per process by default) and F's OTDD part is the size-weighted mean of the OTDDs to
+the shards; see :mod:`dsflow.flows.distributed` for what each rank computes and exchanges.
 """
 
 from __future__ import annotations
@@ -23,6 +27,14 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from dsflow.data.base import LabeledData
+from dsflow.flows.distributed import (
+    ReferenceShards,
+    check_replicated,
+    ddp_ignored_buffers,
+    global_loss_values,
+    shard_plan,
+    sync_labels,
+)
 from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
 from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
 from dsflow.flows.particles import Particles, Reference
@@ -45,6 +57,10 @@ class FlowModule(L.LightningModule):
             forward Euler scheme with tau = 0.1).
         temperature: T >= 0 of the entropy term; 0 gives a deterministic flow.
         noise_seed: seed of the noise generator.
+        reference_shards: S, the number of reference shards of the minibatch OTDD (None: one per process, i.e.
+            the plain OTDD in one process). Fixing S makes the functional independent of the number of processes W
+            (any W <= S; a multiple of W balances the work), so a one-process run with S shards reproduces a
+            W-process run and a checkpoint resumes on any W <= S.
     """
 
     def __init__(
@@ -54,11 +70,16 @@ class FlowModule(L.LightningModule):
         optimizer: OptimizerCallable | None = None,
         temperature: float = 0.0,
         noise_seed: int = 0,
+        reference_shards: int | None = None,
     ) -> None:
         super().__init__()
         if temperature < 0:
             raise ValueError(f"FlowModule: temperature must be >= 0, got {temperature}")
+        if reference_shards is not None and reference_shards < 1:
+            raise ValueError(f"FlowModule: reference_shards must be >= 1, got {reference_shards}")
         self.temperature = float(temperature)
+        self.reference_shards = reference_shards
+        self._shards: ReferenceShards | None = None
         self.noise = torch.Generator().manual_seed(noise_seed)
         self.objective = Objective(terms if terms is not None else [OTDDTerm()])
         self.dynamics = dynamics if dynamics is not None else FeatureDriven()
@@ -69,6 +90,14 @@ class FlowModule(L.LightningModule):
 
     # ---------------------------------------------------------------- data
     def setup(self, stage: str) -> None:
+        self._setup_data()
+        p, r = self.particles, self.reference
+        check_replicated({"source features": p.x, "source labels": p.y, "reference features": r.x,
+                          "reference labels": r.y}, self.trainer.strategy if self._trainer is not None else None)
+        self._ddp_params_and_buffers_to_ignore = ddp_ignored_buffers(self)  # read by DDP when it wraps the module
+        self._local_shards()  # a reference_shards that does not fit the processes fails here, before any step
+
+    def _setup_data(self) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is None:
             if not self.particles.initialized:
@@ -103,7 +132,23 @@ class FlowModule(L.LightningModule):
         if distance is not None:
             labels = self.dynamics.label_costs(p, r, distance)
         assert p.x is not None
-        return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels)
+        return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
+
+    def _local_shards(self) -> ReferenceShards | None:
+        """This process's reference shards (None: one process, one shard; the plain OTDD)."""
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self._trainer is not None else (1, 0)
+        num = self.reference_shards if self.reference_shards is not None else world
+        if num == 1 and world == 1:
+            return None
+        if self._shards is None or not self._shards.matches(num, world, rank):
+            self._shards = ReferenceShards(shard_plan(self.reference.y, num, world, rank))
+        return self._shards
+
+    def global_loss(self, loss: FlowLoss) -> FlowLoss:
+        """``loss`` detached and averaged over processes: F itself (each process holds its shards' part)."""
+        values = torch.stack([loss.total.detach(), *(v.detach() for v in loss.parts.values())])  # (1 + terms,)
+        values = global_loss_values(values, self.trainer.strategy if self._trainer is not None else None)
+        return FlowLoss(values[0], dict(zip(loss.parts, values[1:])))
 
     def compute_objective(self) -> FlowLoss:
         """F at the current particles (differentiable in the parameters)."""
@@ -116,10 +161,10 @@ class FlowModule(L.LightningModule):
             loss = self.compute_objective()
         except FloatingPointError as err:
             raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {err}. {_DIVERGED}") from err
-        self.last_loss = FlowLoss(loss.total.detach(), {k: v.detach() for k, v in loss.parts.items()})
-        self.log("train/objective", loss.total, prog_bar=True)
+        self.last_loss = self.global_loss(loss)  # the same on every rank: logs, summary and divergence checks agree
+        self.log("train/objective", self.last_loss.total, prog_bar=True)
         if len(loss.parts) > 1:
-            self.log_dict({f"train/{k}": v for k, v in loss.parts.items()})
+            self.log_dict({f"train/{k}": v for k, v in self.last_loss.parts.items()})
         return loss.total
 
     def on_after_backward(self) -> None:
@@ -134,6 +179,8 @@ class FlowModule(L.LightningModule):
             self.add_noise(self._particle_lr())
         self._check_finite()  # before any callback can checkpoint a diverged state
         self.dynamics.after_step(self.particles)
+        if self.dynamics.variable_labels and self._trainer is not None and self.trainer.world_size > 1:
+            sync_labels(self.particles, self.trainer.strategy)  # rank 0's clustering for every rank
 
     @torch.no_grad()
     def add_noise(self, tau: float) -> None:

@@ -14,6 +14,7 @@ import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from torch import Tensor, nn
 
+from dsflow.flows.distributed import ReferenceShards, ShardSolvers
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
 from dsflow.ot.solvers import OuterSolver, WarmSinkhorn
@@ -33,6 +34,8 @@ class FlowState:
         y_ref: (m,) reference labels in [0, num_ref_classes).
         num_ref_classes: C'.
         labels: label rows and tables for the OTDD (None when no term needs them).
+        shards: the reference shards this process evaluates (None: the whole reference as one shard); see
+            :mod:`dsflow.flows.distributed`.
     """
 
     x: Tensor
@@ -42,6 +45,7 @@ class FlowState:
     y_ref: Tensor
     num_ref_classes: int
     labels: LabelCosts | None = None
+    shards: ReferenceShards | None = None
 
 
 @dataclass
@@ -106,6 +110,7 @@ class OTDDTerm(ObjectiveTerm):
         self.settings = OTDDSettings(eps=eps, lambda_x=lambda_x, lambda_y=lambda_y, scaling=scaling)
         self.label_distance = label_distance if label_distance is not None else GaussianLabelDistance()
         self.solver = solver if solver is not None else WarmSinkhorn()
+        self.shard_solvers = ShardSolvers()  # one copy of ``solver`` per reference shard (multi-process flows)
 
     @property
     def name(self) -> str:
@@ -114,6 +119,9 @@ class OTDDTerm(ObjectiveTerm):
     def value(self, state: FlowState) -> Tensor:
         if state.labels is None:
             raise ValueError("OTDDTerm: the flow state carries no label tables")
+        if state.shards is not None:  # minibatch OTDD over this process's reference shards
+            return state.shards.otdd(state.x, state.x_ref, state.labels, self.settings,
+                                     lambda s: self.shard_solvers(self.solver, s))
         return otdd(state.x, state.x_ref, state.labels, self.settings, solver=self.solver)
 
 
