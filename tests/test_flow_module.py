@@ -10,6 +10,7 @@ import torch
 
 from dsflow.data import FlowDataModule, GaussianMixture
 from dsflow.flows import FlowModule, OTDDTerm
+from dsflow.ot.solvers import GeomlossSolver
 
 
 def _datamodule() -> FlowDataModule:
@@ -42,7 +43,7 @@ def test_objective_decreases_and_labels_persist(tmp_path: Path) -> None:
 def test_step_is_scaled_by_n(tmp_path: Path) -> None:
     """One SGD step moves each particle by tau * n * grad (eq. 17), independent of n."""
     dm = _datamodule()
-    module = FlowModule()
+    module = FlowModule(terms=[OTDDTerm(solver=GeomlossSolver())])  # stateless: the same gradient twice
     module.init_data(dm.source, dm.reference)
     x0 = module.particles.x.detach().clone()
     module.compute_objective().total.backward()

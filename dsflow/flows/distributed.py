@@ -155,11 +155,20 @@ class ShardSolvers:
 
     def __init__(self) -> None:
         self._copies: dict[int, Any] = {}
+        self._restored: dict[int, Any] = {}
 
     def __call__(self, template: Any, shard: int) -> Any:
         if shard not in self._copies:
             self._copies[shard] = copy.deepcopy(template)
+            self._copies[shard].load_state_dict(self._restored.pop(shard, {}))
         return self._copies[shard]
+
+    def state_dict(self) -> dict[int, Any]:
+        """Each shard solver's state (shards not yet used keep what was restored for them)."""
+        return {**self._restored, **{k: c.state_dict() for k, c in self._copies.items()}}
+
+    def load_state_dict(self, state: dict[int, Any]) -> None:
+        self._copies, self._restored = {}, {int(k): v for k, v in state.items()}
 
 
 def global_loss_values(values: Tensor, strategy: Any | None) -> Tensor:

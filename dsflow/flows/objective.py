@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat
@@ -107,7 +108,9 @@ class OTDDTerm(ObjectiveTerm):
         solver: OuterSolver | None = None,
     ) -> None:
         super().__init__(weight)
-        self.settings = OTDDSettings(eps=eps, lambda_x=lambda_x, lambda_y=lambda_y, scaling=scaling)
+        self.settings = OTDDSettings(  # plain floats: checkpoints stay weights-only loadable
+            eps=float(eps), lambda_x=float(lambda_x), lambda_y=float(lambda_y), scaling=float(scaling)
+        )
         self.label_distance = label_distance if label_distance is not None else GaussianLabelDistance()
         self.solver = solver if solver is not None else WarmSinkhorn()
         self.shard_solvers = ShardSolvers()  # one copy of ``solver`` per reference shard (multi-process flows)
@@ -115,6 +118,14 @@ class OTDDTerm(ObjectiveTerm):
     @property
     def name(self) -> str:
         return "otdd"
+
+    def get_extra_state(self) -> dict[str, Any]:
+        """The solvers' warm-start state, kept in checkpoints so that a resumed flow continues exactly."""
+        return {"solver": self.solver.state_dict(), "shards": self.shard_solvers.state_dict()}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.solver.load_state_dict(state.get("solver", {}))
+        self.shard_solvers.load_state_dict(state.get("shards", {}))
 
     def value(self, state: FlowState) -> Tensor:
         if state.labels is None:

@@ -18,8 +18,10 @@ Both return the same value and gradient in x at convergence (tests/test_speed_pa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -47,12 +49,22 @@ class OuterSolver(ABC):
         """Args: x (n, d), x_ref (m, d), labels, settings, weights (n,) and ref_weights (m,) summing to 1
         (None: uniform)."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """State that a checkpoint must keep for a resumed flow to continue exactly (none for stateless solvers)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; stateless solvers accept only an empty state."""
+        if state:
+            raise ValueError(f"{type(self).__name__}: holds no state, got keys {sorted(state)}")
+
 
 class GeomlossSolver(OuterSolver):
     """Dense reference path: geomloss ``SamplesLoss('sinkhorn', backend='tensorized')`` with the OTDD cost.
 
-    It differentiates the label tables through both cross potentials, i.e. twice the envelope gradient in the
-    tables (its detach trick assumes the cost depends on the points only); gradients in x are exact.
+    geomloss differentiates the label tables through both cross potentials (its detach trick assumes the cost
+    depends on the points only); :func:`~dsflow.ot.otdd.otdd` halves the tables' gradient so that it is the
+    envelope gradient. Stateless: every call starts cold.
     """
 
     def __call__(self, x, x_ref, labels, settings, weights=None, ref_weights=None):  # noqa: D102
@@ -99,8 +111,32 @@ class WarmSinkhorn(OuterSolver):
     def reset(self) -> None:
         """Forget the warm-start potentials and the cached reference term."""
         self._potentials: dict[str, Tensor] = {}
+        self._restored: dict[str, Any] = {}
         self._ref_key: tuple | None = None
         self._ref_term: Tensor | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The warm-start potentials (on CPU) and the problem they solve, so that a resumed flow is exact."""
+        pot = self._potentials or self._restored
+        if not pot:
+            return {}
+        if "key" in pot:  # live state: record the problem as plain values
+            n, m, _, _, settings = pot["key"]
+            pot = {**{k: v for k, v in pot.items() if k != "key"}, "n": n, "m": m, "settings": dataclasses.asdict(settings)}
+        return {k: (v.detach().cpu() if isinstance(v, Tensor) else v) for k, v in pot.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Keep the potentials of :meth:`state_dict`; the next call uses them if it solves the same problem."""
+        self.reset()
+        self._restored = dict(state)
+
+    def _take_restored(self, n: int, m: int, key: tuple, like: Tensor) -> None:
+        """Turn restored potentials into live warm-start state when they fit this problem."""
+        r, self._restored = self._restored, {}
+        if r and r["n"] == n and r["m"] == m and OTDDSettings(**r["settings"]) == key[-1]:
+            live = {k: v.to(like.device, like.dtype) if isinstance(v, Tensor) and v.is_floating_point() else v
+                    for k, v in r.items() if k not in ("n", "m", "settings")}
+            self._potentials = {**live, "key": key}
 
     # ------------------------------------------------------------------ helpers
     def _cost(self, x: Tensor, y: Tensor, ia: Tensor, ib: Tensor, table: Tensor, s: OTDDSettings, store: bool):
@@ -251,6 +287,8 @@ class WarmSinkhorn(OuterSolver):
         ss, sr = labels.ss.detach(), labels.sr.detach()
         store = n * m + (n * n if s.debias else 0) <= self.dense_limit
         key = (n, m, x.device, x.dtype, s)
+        if self._restored:
+            self._take_restored(n, m, key, x)
         warm = self._potentials if self.warm_start and self._potentials.get("key") == key else None
         if warm is None and not store and max(n, m) > self.coarse_size:
             lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
