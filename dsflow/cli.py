@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import WandbLogger
 
+from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
@@ -112,6 +113,7 @@ def flow_main(args: list[str] | None = None) -> FlowCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        trainer_defaults={"callbacks": [GracefulInterrupt()]},
         args=args,
     )
 

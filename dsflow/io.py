@@ -63,6 +63,8 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"array file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .npz array file (not a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}

@@ -1,6 +1,8 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring along the flow."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts."""
 
+from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.oracle import OracleScorer
 from dsflow.callbacks.recorder import FlowRecorder
+from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "OracleScorer"]
+__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]

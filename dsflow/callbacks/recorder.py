@@ -5,7 +5,8 @@ Run directory (``trainer.default_root_dir``) after ``fit``:
 * ``trajectory/step_{t:06d}.npz``: snapshots every ``every_n_steps`` steps, the first and the last included
   (format in :mod:`dsflow.io`);
 * ``final.npz``: final particles ``x``, ``y`` and initial ones ``x0``, ``y0``;
-* ``flow.png``: start, end and reference coloured by label (also logged to W&B as ``flow/figure``);
+* ``flow.png``: ``panels`` snapshots evenly spread along the flow (start and end included) and the reference,
+  coloured by label, 3-D scatters for 3-D data (also logged to W&B as ``flow/figure``);
 * ``summary.json``: initial and final objective, steps, wall time, seconds per step, number of particles.
 
 Every file is written atomically, so a run that dies keeps valid files of the steps it finished.
@@ -21,7 +22,7 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.loggers import WandbLogger
 
-from dsflow.callbacks.figures import scatter_panels
+from dsflow.callbacks.figures import plt, scatter_panels
 from dsflow.io import atomic_write, load_npz, save_npz, snapshot_path, write_json
 
 __all__ = ["FlowRecorder"]
@@ -33,13 +34,19 @@ class FlowRecorder(L.Callback):
     Args:
         every_n_steps: snapshot interval k (0: only the first and last step).
         figure: draw ``flow.png`` at the end.
+        panels: snapshots drawn along the flow (>= 2: the start and the end at least).
+        title: figure title (default: a generic one).
     """
 
-    def __init__(self, every_n_steps: int = 10, figure: bool = True) -> None:
+    def __init__(self, every_n_steps: int = 10, figure: bool = True, panels: int = 2, title: str = "") -> None:
         if every_n_steps < 0:
             raise ValueError(f"FlowRecorder: every_n_steps must be >= 0, got {every_n_steps}")
+        if panels < 2:
+            raise ValueError(f"FlowRecorder: panels must be >= 2 (start and end), got {panels}")
         self.every_n_steps = every_n_steps
         self.figure = figure
+        self.panels = panels
+        self.title = title
         self.initial_objective: float | None = None
         self.elapsed = 0.0  # seconds of flow in earlier (interrupted) runs
         self._t0 = 0.0
@@ -91,6 +98,7 @@ class FlowRecorder(L.Callback):
             "num_particles": int(x.shape[0]),
             "num_reference": int(pl_module.reference.x.shape[0]),
             "feature_shape": list(x.shape[1:]),
+            "interrupted": any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks),
         }
         write_json(run_dir / "summary.json", summary)
         for logger in trainer.loggers:
@@ -109,14 +117,20 @@ class FlowRecorder(L.Callback):
         ref = pl_module.reference
         ref_xy = (ref.x.cpu().numpy(), ref.y.cpu().numpy())
         n = x.shape[0]
-        panels = [
-            ("start (step 0)", first["x"].reshape(n, -1), first["y"]),
-            (f"end (step {trainer.global_step})", x.reshape(n, -1), y),
-            ("reference", *ref_xy),
-        ]
-        fig = scatter_panels(panels, reference=ref_xy, title="flow: particles (dots) onto reference (crosses)")
-        path = Path(trainer.default_root_dir) / "flow.png"
+        run_dir = Path(trainer.default_root_dir)
+        files = (run_dir / "trajectory").glob("step_*.npz")
+        saved = sorted(s for s in (int(p.stem.split("_")[1]) for p in files) if s <= trainer.global_step)
+        picks = sorted({saved[round(i * (len(saved) - 1) / (self.panels - 1))] for i in range(self.panels)})
+        panels = []
+        for step in picks:
+            snap = first if step == 0 else load_npz(snapshot_path(run_dir, step), keys=("x", "y"))
+            panels.append((f"step {step}", snap["x"].reshape(n, -1), snap["y"]))
+        panels.append(("reference", *ref_xy))
+        title = self.title or "flow: particles (dots) onto reference (crosses)"
+        fig = scatter_panels(panels, reference=ref_xy, title=title)
+        path = run_dir / "flow.png"
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+        plt.close(fig)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="flow/figure", images=[str(path)], step=trainer.global_step)

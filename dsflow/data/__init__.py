@@ -6,6 +6,7 @@ from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, t
 from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment, kmeans_labels
 from dsflow.data.root import MissingDataError, data_root
+from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
@@ -27,6 +28,7 @@ __all__ = [
     "PseudoLabeled",
     "RawImages",
     "STL10",
+    "SwissRoll",
     "USPS",
     "data_root",
     "hungarian_alignment",

@@ -30,6 +30,19 @@ class LabelDynamics(nn.Module, ABC):
         """Update discrete labels after the optimizer step (jd-vl clustering); nothing by default."""
         del particles
 
+    def scale_grads(self, particles: Particles) -> None:
+        """Rescale the gradients of label parameters before the step (eq. 17's rule); nothing by default."""
+        del particles
+
+    def _reference_summary(self, reference: Reference, distance: LabelDistance) -> tuple[Any, torch.Tensor]:
+        """The reference's label summary and its (Lr, Lr) table, computed once and cached."""
+        cache = getattr(self, "_ref_cache", None)
+        if cache is None or cache[1].device != reference.x.device:
+            summary = distance.summarize(reference.x, reference.y, reference.num_classes)
+            cache = (summary, distance.table(summary, summary).detach())
+            self._ref_cache = cache
+        return cache
+
 
 class FeatureDriven(LabelDynamics):
     """fd-fl (Algorithm 1): labels fixed; class Gaussians follow the particles, not a gradient of their own.
@@ -37,18 +50,6 @@ class FeatureDriven(LabelDynamics):
     Each step the source class statistics are recomputed from the current features (detached) and the label
     tables refreshed; the reference's summary and its own table are computed once and cached.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._ref_cache: tuple[Any, torch.Tensor] | None = None
-
-    def _reference_summary(self, reference: Reference, distance: LabelDistance) -> tuple[Any, torch.Tensor]:
-        cache = self._ref_cache
-        if cache is None or cache[1].device != reference.x.device:
-            summary = distance.summarize(reference.x, reference.y, reference.num_classes)
-            cache = (summary, distance.table(summary, summary))
-            self._ref_cache = cache
-        return cache
 
     @torch.no_grad()
     def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:

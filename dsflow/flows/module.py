@@ -4,6 +4,13 @@ The particle step (paper eq. 17) is x_i <- x_i - tau * n * grad_{x_i} F(rho_n): 
 its gradient in one particle is O(1/n); multiplying by n turns it into that particle's velocity
 -grad (dF/drho)(x_i), and the step size tau does not depend on n. This scaling is applied once, in
 :meth:`FlowModule.on_after_backward`; the optimizer (SGD = forward Euler, momentum, Adam) then takes the step.
+
+Entropy (paper section 5, internal energy T int rho log rho) is realised as Brownian noise added right after each
+optimizer step (Euler-Maruyama): x <- x - tau grad F + sqrt(2 tau T) xi, xi ~ N(0, I), with tau the learning rate
+of the particles' parameter group and T = ``temperature``. The noise comes from its own generator seeded with
+``noise_seed`` (independent of the global seed), and the generator state is saved in checkpoints, so a resumed flow
+draws the same noise as an uninterrupted one. With Adam the step is not tau grad F, but the noise still has
+variance 2 tau T per coordinate and step.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from dsflow.flows.particles import Particles, Reference
 
 __all__ = ["FlowModule"]
 
+_DIVERGED = (
+    "Lower the step size or raise the entropic regularisation; checkpoints and trajectory snapshots written "
+    "before this step are intact"
+)
+
 
 class FlowModule(L.LightningModule):
     """Flows a labeled dataset (the particles) along the gradient flow of an objective.
@@ -31,6 +43,8 @@ class FlowModule(L.LightningModule):
         dynamics: label dynamics (default: fd-fl, :class:`~dsflow.flows.dynamics.FeatureDriven`).
         optimizer: optimizer factory over the module's parameters (default: SGD with step size 0.1, i.e. the
             forward Euler scheme with tau = 0.1).
+        temperature: T >= 0 of the entropy term; 0 gives a deterministic flow.
+        noise_seed: seed of the noise generator.
     """
 
     def __init__(
@@ -38,8 +52,14 @@ class FlowModule(L.LightningModule):
         terms: list[ObjectiveTerm] | None = None,
         dynamics: LabelDynamics | None = None,
         optimizer: OptimizerCallable | None = None,
+        temperature: float = 0.0,
+        noise_seed: int = 0,
     ) -> None:
         super().__init__()
+        if temperature < 0:
+            raise ValueError(f"FlowModule: temperature must be >= 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.noise = torch.Generator().manual_seed(noise_seed)
         self.objective = Objective(terms if terms is not None else [OTDDTerm()])
         self.dynamics = dynamics if dynamics is not None else FeatureDriven()
         self.optimizer_factory = optimizer
@@ -64,6 +84,10 @@ class FlowModule(L.LightningModule):
                 f"'{reference.name}' has {reference.feature_shape}; resize one of them (e.g. the dataset's "
                 f"`size`/`channels` options) so that both match"
             )
+        distance = self.objective.label_distance
+        if distance is not None:
+            for data in (source, reference):
+                _check_class_sizes(data, distance.min_class_size)
         if not keep_particles:
             self.particles.init_from(source)
         self.reference.init_from(reference)
@@ -87,12 +111,10 @@ class FlowModule(L.LightningModule):
     # ---------------------------------------------------------------- training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         del batch, batch_idx
-        loss = self.compute_objective()
-        if not torch.isfinite(loss.total):
-            raise FloatingPointError(
-                f"FlowModule: the objective became {loss.total.item()} at step {self.global_step}; "
-                f"lower the step size or raise the entropic regularisation (the last checkpoint is intact)"
-            )
+        try:
+            loss = self.compute_objective()
+        except FloatingPointError as err:
+            raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {err}. {_DIVERGED}") from err
         self.last_loss = FlowLoss(loss.total.detach(), {k: v.detach() for k, v in loss.parts.items()})
         self.log("train/objective", loss.total, prog_bar=True)
         if len(loss.parts) > 1:
@@ -103,12 +125,71 @@ class FlowModule(L.LightningModule):
         x = self.particles.x
         if x is not None and x.grad is not None:
             x.grad.mul_(self.particles.n)  # eq. 17: velocity = n * grad of the mean-weighted functional
+        self.dynamics.scale_grads(self.particles)  # the same rule for label parameters (jd-fl, jd-vl)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        if self.temperature > 0:
+            self.add_noise(self._particle_lr())
+        self._check_finite()  # before any callback can checkpoint a diverged state
         self.dynamics.after_step(self.particles)
+
+    @torch.no_grad()
+    def add_noise(self, tau: float) -> None:
+        """Euler-Maruyama entropy step x <- x + sqrt(2 tau T) xi, xi ~ N(0, I) (n, d), tau the step size."""
+        x = self.particles.x
+        assert x is not None
+        xi = torch.randn(x.shape, generator=self.noise, dtype=x.dtype)  # drawn on CPU: same stream on any device
+        x.add_(xi.to(x.device), alpha=(2 * tau * self.temperature) ** 0.5)
+
+    def _particle_lr(self) -> float:
+        x = self.particles.x
+        for opt in self.trainer.optimizers if self._trainer is not None else []:
+            for group in opt.param_groups:
+                if any(p is x for p in group["params"]):
+                    return float(group["lr"])
+        raise ValueError("FlowModule: the particles are in no optimizer parameter group; cannot size the noise step")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["noise_generator"] = self.noise.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "noise_generator" in checkpoint:
+            self.noise.set_state(checkpoint["noise_generator"])
+
+    def _check_finite(self) -> None:
+        """Stop with the step number when the objective or the particles stop being finite (one host sync)."""
+        x = self.particles.x
+        assert x is not None and self.last_loss is not None
+        objective = self.last_loss.total
+        if bool(torch.isfinite(objective) & torch.isfinite(x).all()):
+            return
+        what = f"the objective became {objective.item()}" if not torch.isfinite(objective) else (
+            f"{int((~torch.isfinite(x)).sum())} particle coordinates became NaN/inf"
+        )
+        raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {what}. {_DIVERGED}")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
         if self.optimizer_factory is None:
             return torch.optim.SGD(params, lr=0.1)
-        return self.optimizer_factory(params)
+        try:
+            optimizer = self.optimizer_factory(params)
+        except ValueError as err:  # e.g. torch's "Invalid learning rate: -0.1"
+            raise ValueError(f"model.init_args.optimizer: {err}") from err
+        for group in optimizer.param_groups:
+            if not group.get("lr", 1.0) > 0:
+                raise ValueError(f"model.init_args.optimizer.init_args.lr: the step size must be positive, got {group['lr']}")
+        return optimizer
+
+
+def _check_class_sizes(data: LabeledData, min_size: int) -> None:
+    """Every class present in ``data`` needs ``min_size`` samples (2 for a covariance)."""
+    counts = torch.bincount(data.y, minlength=data.num_classes)
+    small = torch.nonzero((counts > 0) & (counts < min_size)).flatten().tolist()
+    if small:
+        raise ValueError(
+            f"{data.name}: classes {small} have {counts[small].tolist()} sample(s) but the label distance needs at "
+            f"least {min_size} per class (a covariance is undefined for one sample): drop those classes, add "
+            f"samples, or use dsflow.ot.ExactLabelDistance"
+        )

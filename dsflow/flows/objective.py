@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from torch import Tensor, nn
 
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
@@ -90,10 +91,10 @@ class OTDDTerm(ObjectiveTerm):
     def __init__(
         self,
         weight: float = 1.0,
-        eps: float = 0.01,
-        lambda_x: float = 1.0,
-        lambda_y: float = 1.0,
-        scaling: float = 0.7,
+        eps: PositiveFloat = 0.01,
+        lambda_x: NonNegativeFloat = 1.0,
+        lambda_y: NonNegativeFloat = 1.0,
+        scaling: PositiveFloat = 0.7,
         label_distance: LabelDistance | None = None,
     ) -> None:
         super().__init__(weight)

@@ -31,6 +31,9 @@ __all__ = ["LabelDistance", "GaussianLabelDistance", "ExactLabelDistance", "Clas
 class LabelDistance(ABC):
     """Distances between the classes of two labeled sets."""
 
+    #: fewest samples a (non-empty) class may have
+    min_class_size: int = 1
+
     @abstractmethod
     def summarize(self, x: Tensor, y: Tensor, num_classes: int) -> Any:
         """What :meth:`table` needs of the labeled set x (n, d), y (n,)."""
@@ -50,6 +53,8 @@ class GaussianLabelDistance(LabelDistance):
     Args:
         diagonal: keep only the per-feature variances; W_2^2 = |mu - mu'|^2 + |sqrt(var) - sqrt(var')|^2.
     """
+
+    min_class_size = 2
 
     def __init__(self, diagonal: bool = False) -> None:
         self.diagonal = diagonal

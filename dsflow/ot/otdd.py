@@ -21,6 +21,7 @@ converged potentials (the envelope theorem), not through the iterations.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -120,11 +121,18 @@ def otdd(
     if x.ndim != 2 or x_ref.ndim != 2 or x.shape[1] != x_ref.shape[1]:
         raise ValueError(f"otdd: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)} and {tuple(x_ref.shape)}")
     ls = labels.ss.shape[0]
+    # geomloss differentiates each cost matrix through its left argument only (C_xy = cost(x, y.detach()),
+    # C_yx = cost(y, x.detach()), C_xx = cost(x, x.detach())), so a table captured by the cost is differentiated
+    # in both C_xy and C_yx (and twice in the self terms): exactly twice the envelope gradient sum pi dC. Halving
+    # the table's gradient (its value unchanged) makes gradients in the label tables exact (jd-fl, jd-vl).
     table = labels.joint()
+    table = 0.5 * table + 0.5 * table.detach()
     za = torch.cat([x, labels.src_index.to(x.dtype)[:, None]], 1)  # (n, d + 1)
     zb = torch.cat([x_ref, (ls + labels.ref_index).to(x.dtype)[:, None]], 1)  # (m, d + 1)
     s = settings
     diameter = (s.lambda_x * bounding_diameter(x, x_ref) ** 2 + s.lambda_y * float(table.detach().max())) ** 0.5
+    if not math.isfinite(diameter):
+        raise FloatingPointError(f"otdd: the cost scale is {diameter} (features or label distances are NaN/inf or overflow)")
 
     def cost(a: Tensor, b: Tensor) -> Tensor:
         return augmented_cost(a, b, table, s.lambda_x, s.lambda_y)

@@ -126,9 +126,13 @@ def class_stats(x: Tensor, y: Tensor, num_classes: int, keep_covs: bool | None =
     """
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"class_stats: expected x (n, d) and y (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    counts = class_counts(y, num_classes)
+    if bool((counts == 1).any()):
+        single = torch.nonzero(counts == 1).flatten().tolist()
+        raise ValueError(f"class_stats: classes {single} have a single sample; a covariance needs at least 2")
     means = class_means(x, y, num_classes)
     factors = class_factors(x, y, num_classes, means)
-    counts = class_counts(y, num_classes).to(x.dtype)
+    counts = counts.to(x.dtype)
     if keep_covs is None:
         keep_covs = factors.shape[-1] >= x.shape[1]
     covs = factors @ factors.transpose(-1, -2) if keep_covs else None  # (C, d, d)

@@ -1,0 +1,50 @@
+"""Helpers for flow tests: a flow step without a Trainer, exactly as FlowModule takes it under Lightning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsflow.data.base import LabeledData
+from dsflow.flows import FlowModule, LabelDynamics, ObjectiveTerm
+
+
+def make_flow(terms: list[ObjectiveTerm], source: LabeledData, reference: LabeledData, dynamics: LabelDynamics | None = None) -> FlowModule:
+    module = FlowModule(terms, dynamics)
+    module.init_data(source, reference)
+    return module
+
+
+def flow_steps(module: FlowModule, steps: int, lr: float = 0.1, callback=None) -> torch.optim.Optimizer:
+    """Run ``steps`` SGD flow steps: objective, backward, eq. 17 scaling, step, label update (Lightning's order)."""
+    opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        module.compute_objective().total.backward()
+        module.on_after_backward()
+        opt.step()
+        if module.temperature > 0:
+            module.add_noise(lr)
+        module.dynamics.after_step(module.particles)
+        if callback is not None:
+            callback(module)
+    return opt
+
+
+def two_blobs(n: int = 40, gap: float = 1.0, d: int = 2, seed: int = 0, dtype: torch.dtype = torch.float64) -> LabeledData:
+    """Two overlapping Gaussian classes centred at -gap/2 and +gap/2 along the first axis."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(2 * n, d, generator=gen, dtype=dtype)
+    x[:n, 0] -= gap / 2
+    x[n:, 0] += gap / 2
+    y = torch.cat([torch.zeros(n, dtype=torch.long), torch.ones(n, dtype=torch.long)])
+    return LabeledData(x, y, 2, "blobs")
+
+
+@pytest.fixture(autouse=False)
+def single_thread():
+    """One intra-op thread for tiny matrices (much faster on a busy machine); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

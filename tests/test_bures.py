@@ -1,0 +1,100 @@
+"""Bures-Wasserstein tables against POT and closed forms (float64)."""
+
+from __future__ import annotations
+
+import ot
+import pytest
+import torch
+
+from dsflow.ot.bures import bures_wasserstein_table, cross_term_eig, cross_term_svd
+from dsflow.ot.stats import LabelStats, class_stats
+
+DT = torch.float64
+
+
+def _random_stats(c: int, d: int, gen: torch.Generator) -> LabelStats:
+    a = torch.randn(c, d, d, generator=gen, dtype=DT)
+    covs = a @ a.transpose(1, 2) / d + 0.1 * torch.eye(d, dtype=DT)
+    return LabelStats(torch.randn(c, d, generator=gen, dtype=DT), covs, None, torch.ones(c, dtype=DT))
+
+
+def test_table_equals_pot() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a, b = _random_stats(3, 4, gen), _random_stats(2, 4, gen)
+    ours = bures_wasserstein_table(a, b)
+    pot = torch.as_tensor(ot.gaussian.bures_wasserstein_distance(a.means, b.means, a.covs, b.covs)) ** 2
+    torch.testing.assert_close(ours, pot, rtol=1e-8, atol=1e-10)
+
+
+def test_closed_forms() -> None:
+    gen = torch.Generator().manual_seed(1)
+    a = _random_stats(3, 5, gen)
+    assert bures_wasserstein_table(a, a).diagonal().abs().max() < 1e-7  # same Gaussian: 0
+    shifted = LabelStats(a.means + torch.randn(3, 5, generator=gen, dtype=DT), a.covs, None, a.counts)
+    expected = (a.means - shifted.means).pow(2).sum(-1)  # same covariance: squared mean distance
+    torch.testing.assert_close(bures_wasserstein_table(a, shifted).diagonal(), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_batched_equals_looped() -> None:
+    gen = torch.Generator().manual_seed(2)
+    a, b = _random_stats(4, 3, gen), _random_stats(3, 3, gen)
+    table = bures_wasserstein_table(a, b)
+    for i in range(4):
+        for j in range(3):
+            one = bures_wasserstein_table(
+                LabelStats(a.means[i : i + 1], a.covs[i : i + 1], None, a.counts[:1]),
+                LabelStats(b.means[j : j + 1], b.covs[j : j + 1], None, b.counts[:1]),
+            )
+            torch.testing.assert_close(table[i, j], one[0, 0])
+
+
+def test_small_svd_form_equals_eig_form() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 12, generator=gen, dtype=DT)  # classes of 8 and 5 samples in 12-d: rank-deficient
+    y = torch.arange(40) % 5
+    x2 = torch.randn(18, 12, generator=gen, dtype=DT) * 2
+    y2 = torch.arange(18) % 3
+    a, b = class_stats(x, y, 5), class_stats(x2, y2, 3)
+    assert a.factors is not None and b.factors is not None  # small classes keep factors
+    torch.testing.assert_close(cross_term_svd(a.factors, b.factors), cross_term_eig(a.full_covs(), b.full_covs()), rtol=1e-6, atol=1e-8)
+    full = class_stats(x, y, 5, keep_covs=True), class_stats(x2, y2, 3, keep_covs=True)
+    torch.testing.assert_close(bures_wasserstein_table(a, b), bures_wasserstein_table(*full), rtol=1e-6, atol=1e-8)
+
+
+def test_sample_statistics_match_numpy() -> None:
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(30, 3, generator=gen, dtype=DT)
+    y = torch.arange(30) % 3
+    stats = class_stats(x, y, 3, keep_covs=True)
+    for c in range(3):
+        torch.testing.assert_close(stats.means[c], x[y == c].mean(0))
+        torch.testing.assert_close(stats.covs[c], torch.cov(x[y == c].T))
+        assert stats.counts[c] == 10
+
+
+def test_gradient_finite_on_singular_image_classes() -> None:
+    """Constant 'border pixels' and fewer samples than pixels: the paper's code fails here."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.zeros(60, 49, dtype=DT)
+    x[:, 10:30] = torch.rand(60, 20, generator=gen, dtype=DT)  # the other 29 pixels are constant
+    x.requires_grad_(True)
+    y = torch.arange(60) % 3
+    ref = torch.zeros(45, 49, dtype=DT)
+    ref[:, 15:35] = torch.rand(45, 20, generator=gen, dtype=DT)
+    table = bures_wasserstein_table(class_stats(x, y, 3), class_stats(ref, torch.arange(45) % 3, 3))
+    assert torch.isfinite(table).all() and (table > 0).all()
+    table.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(("d", "per_class"), [(2, 5), (5, 8), (12, 4)])  # eig, eig, small-SVD form
+def test_gradcheck_in_samples(d: int, per_class: int) -> None:
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randn(3 * per_class, d, generator=gen, dtype=DT, requires_grad=True)
+    y = torch.arange(x.shape[0]) % 3
+    ref = class_stats(torch.randn(20, d, generator=gen, dtype=DT), torch.arange(20) % 2, 2)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return bures_wasserstein_table(class_stats(x, y, 3), ref)
+
+    assert torch.autograd.gradcheck(f, (x,))
