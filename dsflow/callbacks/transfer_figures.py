@@ -85,27 +85,28 @@ def adaptation_figure(points: list[dict], path: str | Path) -> Path:
     return _save(fig, path)
 
 
-def repurpose_figure(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Fig. 6 / 11: objective and oracle accuracy against step, and accuracy against objective.
+def repurpose_figure(curves: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
+    """Fig. 6 / 11: objective and oracle accuracy against step, and accuracy against objective; one line per run.
 
     Args:
-        history: records with keys ``step``, ``objective`` (NaN before the first step) and ``accuracy`` (%).
+        curves: run label -> records with keys ``step``, ``objective`` (NaN before the first step), ``accuracy`` (%).
     """
-    if not history:
-        raise ValueError("repurpose_figure: empty history")
-    step = np.array([h["step"] for h in history], dtype=float)
-    obj = np.array([h["objective"] for h in history], dtype=float)
-    acc = np.array([h["accuracy"] for h in history], dtype=float)
+    if not curves or not all(curves.values()):
+        raise ValueError("repurpose_figure: no curves, or an empty history")
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    axes[0].plot(step, obj, "o-")
-    axes[0].set(xlabel="flow step", ylabel="objective (OTDD)", title="objective")
-    axes[1].plot(step, acc, "o-", color="C1")
+    for label, history in curves.items():
+        step = np.array([h["step"] for h in history], dtype=float)
+        obj = np.array([h["objective"] for h in history], dtype=float)
+        acc = np.array([h["accuracy"] for h in history], dtype=float)
+        ok = np.isfinite(obj)
+        axes[0].plot(step[ok], obj[ok], ".-", label=label)
+        axes[1].plot(step, acc, ".-", label=label)
+        axes[2].plot(obj[ok], acc[ok], ".-", label=label)
+    axes[0].set(xlabel="flow step", ylabel="objective", title="objective")
     axes[1].set(xlabel="flow step", ylabel="oracle accuracy (%)", title="accuracy")
-    ok = np.isfinite(obj)
-    axes[2].plot(obj[ok], acc[ok], "o-", color="C2")
-    axes[2].set(xlabel="objective (OTDD)", ylabel="oracle accuracy (%)", title="accuracy vs objective")
+    axes[2].set(xlabel="objective", ylabel="oracle accuracy (%)", title="accuracy vs objective")
     axes[2].invert_xaxis()
+    axes[1].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
-
