@@ -37,7 +37,7 @@ from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.transfer_figures import adaptation_figure, flow_map_figure, transfer_figure
 from dsflow.data import KMNIST, MNIST, ArrayFile, FashionMNIST, FlowDataModule, FlowPairs
 from dsflow.data.base import DatasetSource, LabeledData
-from dsflow.data.images import ImageDataModule
+from dsflow.data.images import ImageDataModule, stratified_indices
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.io import load_trajectory
 from dsflow.ot.label_distance import GaussianLabelDistance
@@ -116,8 +116,10 @@ def one_task(src_name: str, tgt_name: str, k: int, seed: int, args: argparse.Nam
     target = tgt_dm.load_split("train", n=k * 10)
     test = tgt_dm.load_split("test", n=args.n_test)
     pool = src_dm.load_split("train", n=args.n_source + args.n_extra)
-    perm = torch.randperm(pool.x.shape[0], generator=torch.Generator().manual_seed(seed))
-    idx, extra_idx = perm[: args.n_source], perm[args.n_source:]
+    idx = stratified_indices(pool.y, args.n_source, pool.num_classes, seed)  # the flowed samples, stratified
+    rest = torch.ones(pool.x.shape[0], dtype=torch.bool)
+    rest[idx] = False
+    extra_idx = torch.nonzero(rest).flatten()  # disjoint extra samples for h
     source = LabeledData(pool.x[idx], pool.y[idx], pool.num_classes, f"{src_name}/flow")
     run_dir = Path(args.out) / f"{src_name}-{tgt_name}-k{k}-s{seed}"
     traj, flow_s = flow(source, target, run_dir / "flow", args)
