@@ -12,7 +12,7 @@ import torch
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
 from dsflow.data import data_root
 from dsflow.ot.label_distance import GaussianLabelDistance
-from dsflow.tasks.transfer import accuracy, augmented, class_map, train_lenet
+from dsflow.tasks.transfer import accuracy, augmented, class_map, landing_labels, train_lenet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,13 @@ def test_class_map_recovers_a_relabelling() -> None:
     x_ref = centres[y] + 0.1 * torch.randn(40, 4, generator=gen)
     got = class_map(x, y, 4, x_ref, perm[y], 4, GaussianLabelDistance(diagonal=True))
     assert got.tolist() == perm.tolist()
+
+
+def test_landing_labels_read_the_nearest_target() -> None:
+    x_ref = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]).reshape(3, 1, 1, 2)
+    y_ref = torch.tensor([4, 7, 1])
+    x = torch.tensor([[9.5, 0.2], [0.1, 0.1], [0.3, 9.0], [10.2, -0.1]]).reshape(4, 1, 1, 2)
+    assert landing_labels(x, x_ref, y_ref, batch_size=3).tolist() == [7, 4, 1, 7]
 
 
 def test_augmented_and_lenet_training() -> None:

@@ -6,6 +6,8 @@
 * :func:`class_map`: which target class each source class became, read from the label distances between the
   flowed particles and the target (an exact OT plan between the class histograms; section 6.4), for source and
   target label sets that differ;
+* :func:`landing_labels`: the label of the target sample each flowed particle ended on (for label sets that
+  differ, where a source class may split over several target classes);
 * :func:`augmented`: target data with extra (flowed) samples appended.
 """
 
@@ -24,7 +26,7 @@ from dsflow.ot.label_distance import LabelDistance
 from dsflow.ot.stats import class_counts
 from dsflow.tasks.classifier import Classifier
 
-__all__ = ["train_lenet", "accuracy", "class_map", "augmented"]
+__all__ = ["train_lenet", "accuracy", "class_map", "landing_labels", "augmented"]
 
 
 def train_lenet(x: Tensor, y: Tensor, num_classes: int, epochs: int = 20, seed: int = 0, batch_size: int = 64,
@@ -68,6 +70,17 @@ def class_map(x: Tensor, y: Tensor, c: int, x_ref: Tensor, y_ref: Tensor, c_ref:
     cost = distance(flat, y, c, flat_ref, y_ref, c_ref)  # (c, c_ref)
     plan = label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())
     return plan.argmax(1)
+
+
+def landing_labels(x: Tensor, x_ref: Tensor, y_ref: Tensor, batch_size: int = 1024) -> Tensor:
+    """(n,) label of the nearest target sample (Euclidean) to each final particle x (n, ...); x_ref (m, ...), y_ref (m,).
+
+    Entropic OTDD flows onto a small target end with particles on (near copies of) target samples, so the
+    nearest target label says which target class each particle was transported to.
+    """
+    flat_ref = x_ref.reshape(x_ref.shape[0], -1)  # (m, d)
+    near = [torch.cdist(b.reshape(b.shape[0], -1), flat_ref).argmin(1) for b in x.split(batch_size)]  # (b,) each
+    return y_ref[torch.cat(near)]
 
 
 def augmented(x: Tensor, y: Tensor, extra: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
