@@ -13,7 +13,8 @@ For each source:target pair, k in ``--shots`` and seed:
    held out) and push the extra source samples through it.
 4. Train a LeNet-5 (Adam 1e-3, weight decay 1e-6, ``--epochs`` epochs; appendix C: 20) on the target alone and
    with each kind of flowed data added: z0, zT, the trajectory z1..T, h(z0) of the extra samples; and the model
-   adaptation baseline: train on the 2,000 source samples, fine-tune ``--finetune-epochs`` (10) on the target.
+   adaptation baseline: train on the 2,000 source samples, fine-tune ``--finetune-epochs`` (10) on the target;
+   and a control, the target repeated to the size of target + zT (as many optimizer steps as + zT, no new data).
    Labels of flowed data: the source labels where source and target share classes (digits), else the label of
    the target sample each particle ended on (its whole trajectory takes it); h(z0) of an extra sample takes the
    target class most particles of its source class ended in.
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from torch import Tensor
 
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.transfer_figures import adaptation_figure, flow_map_figure, transfer_figure
@@ -52,7 +54,9 @@ DATASETS = {
     "fmnist": (FashionMNIST, False),
     "kmnist": (KMNIST, False),
 }
-SETTINGS = ("target only", "+ z0", "+ zT", "+ z1..T", "+ h(z0)", "fine-tune")
+SETTINGS = ("target only", "+ z0", "+ zT", "+ z1..T", "+ h(z0)", "fine-tune", "target repeated")
+#: settings that need no flow
+TARGET_ONLY = ("target only", "target repeated")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -110,6 +114,34 @@ def flow(source: LabeledData, target: LabeledData, run_dir: Path, args: argparse
     return load_trajectory(run_dir), time.perf_counter() - t0
 
 
+def flowed_data(source: LabeledData, pool: LabeledData, extra_idx: Tensor, target: LabeledData, run_dir: Path,
+                same: bool, out: dict, args: argparse.Namespace) -> dict[str, list[tuple[Tensor, Tensor]]]:
+    """Flow ``source`` onto ``target``, fit h; the extra training data of each flow setting (labels in target classes)."""
+    traj, flow_s = flow(source, target, run_dir / "flow", args)
+    x_t = torch.from_numpy(traj["x"][-1])  # (n, 1, 28, 28) final particles
+    if same:
+        y_flow = source.y
+        label = torch.arange(pool.num_classes)
+    else:  # where each particle landed; extra samples take the target class their source class mostly went to
+        y_flow = landing_labels(x_t, target.x, target.y)
+        label = torch.stack([torch.bincount(y_flow[source.y == c], minlength=target.num_classes).argmax()
+                             for c in range(source.num_classes)])  # (C_source,)
+    n_traj = [torch.from_numpy(x) for s, x in zip(traj["steps"], traj["x"]) if s > 0]  # z1..zT, (n, 1, 28, 28) each
+    out["flow_seconds"] = round(flow_s, 1)
+    extra = {"+ z0": [(source.x, y_flow)], "+ zT": [(x_t, y_flow)], "+ z1..T": [(x, y_flow) for x in n_traj]}
+    if "+ h(z0)" in args.settings:
+        t0 = time.perf_counter()
+        fit_pairs = FlowPairs(str(run_dir / "flow"), seed=out["seed"])
+        fit = fit_flow_map(fit_pairs, args.map_restarts, args.map_epochs, out["seed"], out_dir=run_dir / "flow_map")
+        out.update(map_mse=fit.best_mse, map_identity_mse=fit.identity_mse, map_seconds=round(time.perf_counter() - t0, 1))
+        x0_val, xt_val = fit_pairs.val_set.tensors  # held-out pairs, (n_val, 1, 28, 28) each
+        flow_map_figure(x0_val[:32], xt_val[:32], fit.module.push(x0_val[:32]), run_dir / "flow_map" / "fig9.png")
+        print(f"{out['pair']} k={out['k']} seed={out['seed']} flow map: held-out MSE of xT {fit.best_mse:.5f} "
+              f"(x0 itself {fit.identity_mse:.5f})", flush=True)
+        extra["+ h(z0)"] = [(fit.module.push(pool.x[extra_idx]), label[pool.y[extra_idx]])]
+    return extra
+
+
 def one_task(src_name: str, tgt_name: str, k: int, seed: int, args: argparse.Namespace) -> dict:
     """All settings for one pair, k and seed: {setting: accuracy} plus flow and flow-map diagnostics."""
     tgt_dm, tgt_digits = dataset(tgt_name, seed, args, balanced=True)
@@ -123,30 +155,11 @@ def one_task(src_name: str, tgt_name: str, k: int, seed: int, args: argparse.Nam
     extra_idx = torch.nonzero(rest).flatten()  # disjoint extra samples for h
     source = LabeledData(pool.x[idx], pool.y[idx], pool.num_classes, f"{src_name}/flow")
     run_dir = Path(args.out) / f"{src_name}-{tgt_name}-k{k}-s{seed}"
-    traj, flow_s = flow(source, target, run_dir / "flow", args)
-    x_t = torch.from_numpy(traj["x"][-1])  # (n, 1, 28, 28) final particles
-    same = src_digits and tgt_digits
-    if same:
-        y_flow = source.y
-        label = torch.arange(pool.num_classes)
-    else:  # where each particle landed; extra samples take the target class their source class mostly went to
-        y_flow = landing_labels(x_t, target.x, target.y)
-        label = torch.stack([torch.bincount(y_flow[source.y == c], minlength=target.num_classes).argmax()
-                             for c in range(source.num_classes)])  # (C_source,)
-    n_traj = [torch.from_numpy(x) for s, x in zip(traj["steps"], traj["x"]) if s > 0]  # z1..zT, (n, 1, 28, 28) each
-    out = {"pair": f"{src_name}->{tgt_name}", "k": k, "seed": seed, "flow_seconds": round(flow_s, 1), "acc": {}}
-    extra = {"+ z0": [(source.x, y_flow)], "+ zT": [(x_t, y_flow)], "+ z1..T": [(x, y_flow) for x in n_traj]}
-    if "+ h(z0)" in args.settings:
-        t0 = time.perf_counter()
-        fit_pairs = FlowPairs(str(run_dir / "flow"), seed=seed)
-        fit = fit_flow_map(fit_pairs, args.map_restarts, args.map_epochs, seed,
-                           out_dir=run_dir / "flow_map")
-        out.update(map_mse=fit.best_mse, map_identity_mse=fit.identity_mse, map_seconds=round(time.perf_counter() - t0, 1))
-        x0_val, xt_val = fit_pairs.val_set.tensors  # held-out pairs, (n_val, 1, 28, 28) each
-        flow_map_figure(x0_val[:32], xt_val[:32], fit.module.push(x0_val[:32]), run_dir / "flow_map" / "fig9.png")
-        print(f"{out['pair']} k={k} seed={seed} flow map: held-out MSE of xT {fit.best_mse:.5f} "
-              f"(x0 itself {fit.identity_mse:.5f})", flush=True)
-        extra["+ h(z0)"] = [(fit.module.push(pool.x[extra_idx]), label[pool.y[extra_idx]])]
+    out = {"pair": f"{src_name}->{tgt_name}", "k": k, "seed": seed, "acc": {}}
+    repeat = round((target.x.shape[0] + args.n_source) / target.x.shape[0])  # target copies as many as target + zT
+    extra = {"target repeated": [(target.x, target.y)] * (repeat - 1)}
+    if any(s not in TARGET_ONLY for s in args.settings):
+        extra |= flowed_data(source, pool, extra_idx, target, run_dir, src_digits and tgt_digits, out, args)
     train = partial(train_lenet, epochs=args.epochs, seed=seed, batch_size=args.batch_size)
     for setting in args.settings:
         t0 = time.perf_counter()
