@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -27,7 +28,6 @@ from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
-from dsflow.tasks.classifier import Classifier
 
 __all__ = ["FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
 
@@ -172,9 +172,10 @@ class TrainCLI(LightningCLI):
 
 
 def train_main(args: list[str] | None = None) -> TrainCLI:
-    """``train.py``: ``fit``/``test`` a :class:`~dsflow.tasks.Classifier` (an oracle) on an image DataModule."""
+    """``train.py``: ``fit``/``test`` a task module (a :class:`~dsflow.tasks.Classifier` oracle, a
+    :class:`~dsflow.tasks.FlowMap`, or any LightningModule named by ``model.class_path``) on a DataModule."""
     return TrainCLI(
-        Classifier,
+        L.LightningModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,

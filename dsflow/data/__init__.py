@@ -1,6 +1,7 @@
 """Datasets and LightningDataModules."""
 
 from dsflow.data.arrays import ArrayFile, ImageFolder
+from dsflow.data.flow_pairs import FlowPairs, load_pairs
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
@@ -17,6 +18,7 @@ __all__ = [
     "EMNIST",
     "FashionMNIST",
     "FlowDataModule",
+    "FlowPairs",
     "GaussianMixture",
     "ImageDataModule",
     "ImageFolder",
@@ -33,6 +35,7 @@ __all__ = [
     "data_root",
     "hungarian_alignment",
     "kmeans_labels",
+    "load_pairs",
     "stratified_indices",
     "to_float_images",
 ]

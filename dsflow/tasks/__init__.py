@@ -1,6 +1,8 @@
-"""LightningModules for oracles, and frozen-oracle loading."""
+"""LightningModules for oracles and the flow map, random restarts, and frozen-oracle loading."""
 
 from dsflow.tasks.classifier import Classifier
+from dsflow.tasks.flow_map import FlowMap, FlowMapFit, fit_flow_map
 from dsflow.tasks.oracle import Oracle, load_oracle, save_oracle
+from dsflow.tasks.restarts import RestartResult, fit_restarts
 
-__all__ = ["Classifier", "Oracle", "load_oracle", "save_oracle"]
+__all__ = ["Classifier", "FlowMap", "FlowMapFit", "fit_flow_map", "Oracle", "RestartResult", "fit_restarts", "load_oracle", "save_oracle"]
