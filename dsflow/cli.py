@@ -29,7 +29,7 @@ from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
 
-__all__ = ["FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
+__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
 
 
 def configure_wandb() -> str:
@@ -51,36 +51,31 @@ def _wandb_key_available() -> bool:
     return auth is not None
 
 
-class FlowCLI(LightningCLI):
-    """LightningCLI with a run directory, checkpointing and flow outputs wired in."""
+class RunCLI(LightningCLI):
+    """LightningCLI whose runs each write into one run directory, with checkpoints and offline-safe W&B.
+
+    Subclasses name their default experiment (``default_name``) and add their own arguments and defaults.
+    """
+
+    default_name = "run"
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (default: runs/<name>-<time>).")
-        parser.add_argument("--name", type=str, default="flow", help="Experiment name (W&B run name, run directory).")
-        parser.add_lightning_class_args(FlowRecorder, "recorder")
+        parser.add_argument("--name", type=str, default=self.default_name, help="Experiment name (W&B run, run directory).")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.save_last": True,
-                "checkpoint.every_n_train_steps": 100,
-                "checkpoint.filename": "step={step:06d}",
-                "checkpoint.auto_insert_metric_name": False,
-                "trainer.log_every_n_steps": 1,
-                "trainer.max_steps": 100,
-            }
-        )
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.auto_insert_metric_name": False})
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = _run_dir(cfg.get("run_dir"), cfg.get("name", "flow"), cfg.get("ckpt_path"))
-        self.run_dir = run_dir
+        name = cfg.get("name", self.default_name)
+        self.run_dir = _run_dir(cfg.get("run_dir"), name, cfg.get("ckpt_path"))
         checkpoint = self._get(self.config_init, "checkpoint")
         if checkpoint is not None and checkpoint.dirpath is None:
-            checkpoint.dirpath = str(run_dir / "checkpoints")
-        kwargs["default_root_dir"] = str(run_dir)
+            checkpoint.dirpath = str(self.run_dir / "checkpoints")
+        kwargs["default_root_dir"] = str(self.run_dir)
         if cfg.trainer.get("logger") in (None, True):
             configure_wandb()
-            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{cfg.get('name', 'flow')}-{run_dir.name}", save_dir=str(run_dir))
+            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{name}-{self.run_dir.name}", save_dir=str(self.run_dir))
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -89,6 +84,24 @@ class FlowCLI(LightningCLI):
                 logger.experiment.finish()
         if self.trainer.is_global_zero:
             print(f"run dir: {self.run_dir}", flush=True)
+
+
+class FlowCLI(RunCLI):
+    """The flow CLI: checkpoints every ``checkpoint.every_n_train_steps`` steps and the flow's outputs."""
+
+    default_name = "flow"
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_lightning_class_args(FlowRecorder, "recorder")
+        parser.set_defaults(
+            {
+                "checkpoint.every_n_train_steps": 100,
+                "checkpoint.filename": "step={step:06d}",
+                "trainer.log_every_n_steps": 1,
+                "trainer.max_steps": 100,
+            }
+        )
 
 
 _RUN_DIR_ENV = "DSFLOW_RUN_DIR"
@@ -141,34 +154,14 @@ def flow_main(args: list[str] | None = None) -> FlowCLI:
     )
 
 
-class TrainCLI(LightningCLI):
-    """LightningCLI for oracles: run directory, best and last checkpoints (by ``val/acc``), offline-safe W&B."""
+class TrainCLI(RunCLI):
+    """The training CLI (oracles, flow maps): best (by ``val/acc``) and last checkpoints."""
+
+    default_name = "train"
 
     def add_arguments_to_parser(self, parser: Any) -> None:
-        parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (default: runs/<name>-<time>).")
-        parser.add_argument("--name", type=str, default="train", help="Experiment name (W&B run name, run directory).")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.save_last": True,
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.filename": "best",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
-
-    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        cfg = self.config[self.subcommand] if self.subcommand else self.config
-        self.run_dir = _run_dir(cfg.get("run_dir"), cfg.get("name", "train"), cfg.get("ckpt_path"))
-        checkpoint = self._get(self.config_init, "checkpoint")
-        if checkpoint is not None and checkpoint.dirpath is None:
-            checkpoint.dirpath = str(self.run_dir / "checkpoints")
-        kwargs["default_root_dir"] = str(self.run_dir)
-        if cfg.trainer.get("logger") in (None, True):
-            configure_wandb()
-            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{cfg.get('name', 'train')}-{self.run_dir.name}", save_dir=str(self.run_dir))
-        return super().instantiate_trainer(**kwargs)
+        super().add_arguments_to_parser(parser)
+        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.filename": "best"})
 
 
 def train_main(args: list[str] | None = None) -> TrainCLI:
