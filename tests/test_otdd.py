@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from dsflow.ot import ExactLabelDistance, GaussianLabelDistance, LabelCosts, OTDDSettings, otdd
+from dsflow.ot.solvers import WarmSinkhorn
 
 DT = torch.float64
 SETTINGS = OTDDSettings(eps=0.5, scaling=0.99)
@@ -97,6 +98,19 @@ def test_gradcheck_in_x() -> None:
     # geomloss's annealed Sinkhorn stops short of full convergence: its value is second-order accurate but the
     # envelope gradient only first-order (about 0.3 % here), hence the tolerance.
     assert torch.autograd.gradcheck(f, (xa.clone().requires_grad_(True),), atol=5e-3, rtol=1e-2)
+
+
+def test_gradcheck_in_x_converged_solver() -> None:
+    """Solved to convergence (the flows' own solver, cold), the envelope gradient is exact: tight gradcheck."""
+    xa, ya = _data(0, 9, 3)
+    xb, yb = _data(1, 8, 2, shift=1.0)
+    labels = _costs(xa, ya, 3, xb, yb, 2)
+    solver = WarmSinkhorn(tol=1e-12, max_iter=100_000, warm_start=False)
+
+    def f(x: torch.Tensor) -> torch.Tensor:
+        return otdd(x, xb, labels, OTDDSettings(eps=2.0, scaling=0.9), solver=solver)
+
+    assert torch.autograd.gradcheck(f, (xa.clone().requires_grad_(True),), atol=1e-6, rtol=1e-5)
 
 
 def test_gradient_flows_into_label_tables() -> None:
