@@ -23,9 +23,11 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.loggers import WandbLogger
 
 from dsflow.callbacks.figures import plt, scatter_panels
+from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.io import atomic_write, load_npz, save_npz, snapshot_path, write_json
 
 __all__ = ["FlowRecorder"]
@@ -82,7 +84,8 @@ class FlowRecorder(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         # every rank evaluates its reference shards, then the mean over ranks (a collective: before the rank check)
-        final = float(pl_module.global_loss(pl_module.compute_objective()).total)
+        with torch.no_grad():  # a value only: no graph to build
+            final = float(pl_module.global_loss(pl_module.compute_objective()).total)
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
@@ -102,7 +105,7 @@ class FlowRecorder(L.Callback):
             "num_particles": int(x.shape[0]),
             "num_reference": int(pl_module.reference.x.shape[0]),
             "feature_shape": list(x.shape[1:]),
-            "interrupted": any(getattr(cb, "stopped_at", None) is not None for cb in trainer.callbacks),
+            "interrupted": any(isinstance(cb, GracefulInterrupt) and cb.stopped_at is not None for cb in trainer.callbacks),
         }
         write_json(run_dir / "summary.json", summary)
         for logger in trainer.loggers:
