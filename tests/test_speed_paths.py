@@ -124,3 +124,42 @@ def test_pair_bures_table_matches_autograd_table(d: int) -> None:
     assert (a.factors is not None) == (d == 30)
     torch.testing.assert_close(bures_pair_table(a, b), bures_wasserstein_table(a, b), rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(bures_pair_table(a), bures_wasserstein_table(a, a), rtol=1e-7, atol=1e-7)
+
+
+def stiff_problem(n: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
+    """Well separated classes and a label term far above eps: plain Sinkhorn contracts slowly here."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 4
+    centres = 6.0 * torch.randn(4, 5, generator=gen, dtype=torch.float64)
+    x = centres[y] + torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    x_ref = centres[y] + 1.5 + torch.randn(n, 5, generator=gen, dtype=torch.float64)
+    table = torch.cdist(centres, centres + 1.5).pow(2)
+    ss = torch.cdist(centres, centres).pow(2)
+    return x, x_ref, LabelCosts(y, y.clone(), ss, table, ss.clone())
+
+
+@pytest.mark.parametrize("omega", [1.5, 1.9])
+def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(omega: float) -> None:
+    x, x_ref, labels = stiff_problem()
+    s = OTDDSettings(eps=0.5)
+    plain = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(overrelax=1.0, **TIGHT))
+    relaxed = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(overrelax=omega, **TIGHT))
+    assert rel(relaxed[0], plain[0]) < 1e-9
+    assert rel(relaxed[1], plain[1]) < 1e-7
+
+
+def test_overrelaxation_converges_in_fewer_sweeps_on_a_stiff_problem() -> None:
+    x, x_ref, labels = stiff_problem()
+    s = OTDDSettings(eps=0.5)
+    sweeps = {}
+    for omega in (1.0, 1.5):
+        solver = WarmSinkhorn(overrelax=omega, tol=1e-10, max_iter=50_000, check_every=5)
+        otdd(x, x_ref, labels, s, solver=solver)  # cold start; then a warm call from slightly moved points
+        otdd(x + 0.05, x_ref, labels, s, solver=solver)
+        sweeps[omega] = solver.last_cross_iterations
+    assert sweeps[1.5] < 0.7 * sweeps[1.0], sweeps
+
+
+def test_overrelaxation_outside_its_range_is_refused() -> None:
+    with pytest.raises(ValueError, match="overrelax"):
+        WarmSinkhorn(overrelax=2.0)

@@ -89,6 +89,9 @@ class WarmSinkhorn(OuterSolver):
         coarse_size: on the block path, a cold start first solves a random subsample of this many points per
             side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
             (multiscale start), instead of epsilon-scaling on the full problem.
+        overrelax: over-relaxation omega in [1, 2) of the cross problem's sweeps on a stored cost (1: plain
+            Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
+            (:mod:`dsflow.ot.kernel`).
 
     ``check_every > max_iter`` runs exactly ``max_iter`` sweeps per call with no host synchronisation.
     """
@@ -96,7 +99,10 @@ class WarmSinkhorn(OuterSolver):
     def __init__(
         self, tol: float = 1e-3, max_iter: int = 20, check_every: int = 5, dense_limit: int = 60_000_000,
         block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
+        overrelax: float = 1.5,
     ) -> None:
+        if not 1.0 <= overrelax < 2.0:
+            raise ValueError(f"WarmSinkhorn: overrelax must lie in [1, 2), got {overrelax}")
         if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0 or warm_levels < 0:
             raise ValueError(
                 f"WarmSinkhorn: need tol > 0, max_iter >= 1, check_every >= 1, block_entries >= 1 and "
@@ -104,9 +110,10 @@ class WarmSinkhorn(OuterSolver):
             )
         self.tol, self.max_iter, self.check_every = tol, max_iter, check_every
         self.dense_limit, self.block_entries, self.warm_start = dense_limit, block_entries, warm_start
-        self.coarse_size, self.warm_levels = coarse_size, warm_levels
+        self.coarse_size, self.warm_levels, self.overrelax = coarse_size, warm_levels, overrelax
         self.reset()
-        self.last_iterations = 0
+        self.last_iterations = 0  # sweeps at the target epsilon of the last problem solved
+        self.last_cross_iterations = 0  # of the last cross problem OT(a, b) on a stored cost
 
     def reset(self) -> None:
         """Forget the warm-start potentials and the cached reference term."""
@@ -216,8 +223,10 @@ class WarmSinkhorn(OuterSolver):
             return f, g, ext
         for e in schedule[:-1]:
             f, g = sweep_cross(cost, a_log, b_log, g, e)
-        f, g, ext, self.last_iterations = kernel_cross(
-            cost, a_log.exp(), b_log.exp(), f, g, eps, self.max_iter, self.check_every, self.tol, want[0], want[2])
+        f, g, ext, self.last_cross_iterations = kernel_cross(
+            cost, a_log.exp(), b_log.exp(), f, g, eps, self.max_iter, self.check_every, self.tol, want[0], want[2],
+            self.overrelax)
+        self.last_iterations = self.last_cross_iterations
         return f, g, ext
 
     def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
