@@ -11,6 +11,11 @@ scale the gradient by n (eq. 17) and take an SGD step. Workloads:
 Each (workload, n) runs in a fresh subprocess, so that the peak resident memory (``ru_maxrss``, the whole
 process including the ~0.4 GB of Python and torch) belongs to that run alone; on CUDA the peak is
 ``torch.cuda.max_memory_allocated``. Prints a Markdown table.
+
+Speed means nothing without accuracy: for n up to ``--check-up-to`` the table also gives the relative error of the
+gradient a step uses (the solver as configured, warm-started as in the flow) against a converged cold solve at the
+same particles. At eps = 1 on these costs (spread ~ 300) Sinkhorn contracts slowly; ``--solver dense`` (geomloss,
+epsilon-scaling 0.7) shows what the plain dense path gives there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 
 from dsflow.data.base import LabeledData
 from dsflow.flows import FlowModule, OTDDTerm
+from dsflow.ot.otdd import otdd
 from dsflow.ot.solvers import GeomlossSolver, WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000]}
@@ -36,11 +42,14 @@ def make_784d(n: int, seed: int, shift: float, device: torch.device) -> LabeledD
     """10 classes of n / 10 points in 784-d: centre + 32-d Gaussian blob + small isotropic noise."""
     gen = torch.Generator().manual_seed(seed)
     c, d, k = 10, 784, 32
+    if n % c:
+        raise ValueError(f"784d workload: n must be a multiple of {c} (equal classes), got {n}")
     centres = 0.5 * torch.rand(c, d, generator=gen) + shift  # (C, d)
     basis = torch.randn(c, k, d, generator=gen) * (0.3 / k**0.5)  # (C, k, d)
     y = torch.arange(n) % c  # (n,)
     z = torch.randn(n, k, generator=gen)  # (n, k)
-    x = centres[y] + torch.einsum("nk,nkd->nd", z, basis[y]) + 0.05 * torch.randn(n, d, generator=gen)
+    blob = torch.bmm(z.view(n // c, c, k).transpose(0, 1), basis).transpose(0, 1).reshape(n, d)  # (n, d), row i: z_i basis[y_i]
+    x = centres[y] + blob + 0.05 * torch.randn(n, d, generator=gen)
     return LabeledData(x.to(device), y.to(device), c, f"784d-{seed}")
 
 
@@ -51,23 +60,38 @@ def make_2d(n: int, seed: int, means: list[list[float]], std: float, device: tor
     return LabeledData(x.to(device), y.to(device), 3, f"2d-{seed}")
 
 
-def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int, warm_levels: int = 16) -> FlowModule:
+def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int, warm_levels: int = 16,
+          tol: float = 1e-4) -> FlowModule:
     """A FlowModule (OTDD alone, fd-fl, Gaussian label distances) with the workload's data on ``device``."""
     if workload == "784d":
         source, reference, eps = make_784d(n, 0, 0.0, device), make_784d(n, 1, 0.25, device), 1.0
     else:
         source = make_2d(n, 0, [[-4.0, 2.0], [-4.0, -2.0], [-1.0, 0.0]], 0.5, device)
         reference, eps = make_2d(n, 1, [[3.0, 3.0], [4.0, -2.0], [6.0, 1.0]], 0.5, device), 0.01
-    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(max_iter=max_iter, warm_levels=warm_levels)
+    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(tol=tol, max_iter=max_iter, warm_levels=warm_levels)
     module = FlowModule(terms=[OTDDTerm(eps=eps, solver=outer)])
     module.init_data(source, reference)
     return module.to(device)
 
 
-def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int, warm_levels: int) -> dict:
+def gradient_error(module: FlowModule) -> float:
+    """Relative error |g - g*| / |g*| of the OTDD gradient a step uses at the current particles (g: the module's
+    own solver, warm as in the flow) against a converged cold solve g* (tolerance 1e-7, up to 5,000 sweeps)."""
+    term = module.objective.terms[0]
+    state = module.state()
+    grads = []
+    for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
+        x = state.x.detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(otdd(x, state.x_ref, state.labels, term.settings, solver=solver), x)
+        grads.append(g)
+    return float((grads[0] - grads[1]).norm() / grads[1].norm())
+
+
+def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int, warm_levels: int,
+            tol: float, check: bool) -> dict:
     """Time ``steps`` flow steps after ``warmup`` (the first one starts Sinkhorn cold) in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    module = build(workload, n, device, solver, max_iter, warm_levels)
+    module = build(workload, n, device, solver, max_iter, warm_levels, tol)
     opt = torch.optim.SGD([module.particles.x], lr=0.1)
     times = []
     for i in range(warmup + steps):
@@ -88,7 +112,8 @@ def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_ite
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return {"workload": workload, "n": n, "device": name, "median": statistics.median(times[warmup:]),
-            "first": times[0], "peak_mb": peak, "objective": float(loss.detach()), "solver": solver}
+            "first": times[0], "peak_mb": peak, "objective": float(loss.detach()), "solver": solver,
+            "grad_err": gradient_error(module) if check else None}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -98,7 +123,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first is a cold start)")
     parser.add_argument("--solver", default="fast", choices=["fast", "dense"], help="WarmSinkhorn or geomloss")
-    parser.add_argument("--max-iter", type=int, default=20, help="WarmSinkhorn sweeps per step at most")
+    parser.add_argument("--max-iter", type=int, default=50, help="WarmSinkhorn sweeps per step at most")
+    parser.add_argument("--tol", type=float, default=1e-4, help="WarmSinkhorn tolerance (log-marginal change)")
+    parser.add_argument("--check-up-to", type=int, default=5000,
+                        help="report the gradient error against a converged solve for n up to this (it costs a solve)")
     parser.add_argument("--warm-levels", type=int, default=16, help="WarmSinkhorn warm_levels (0 for huge n)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--one", nargs=2, metavar=("WORKLOAD", "N"), help=argparse.SUPPRESS)
@@ -106,22 +134,24 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.one:
-        print(json.dumps(run_one(args.one[0], int(args.one[1]), args.steps, args.warmup, args.solver, args.max_iter,
-                                 args.warm_levels)))
+        n = int(args.one[1])
+        print(json.dumps(run_one(args.one[0], n, args.steps, args.warmup, args.solver, args.max_iter,
+                                 args.warm_levels, args.tol, n <= args.check_up_to)))
         return
-    print("| workload | n | device | median s/step | peak memory MB | first (cold) step s |")
-    print("|---|---:|---|---:|---:|---:|")
+    print("| workload | n | device | median s/step | peak memory MB | first (cold) step s | gradient error |")
+    print("|---|---:|---|---:|---:|---:|---:|")
     for workload in args.workloads:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
                    str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter),
-                   "--warm-levels", str(args.warm_levels)]
+                   "--warm-levels", str(args.warm_levels), "--tol", str(args.tol), "--check-up-to", str(args.check_up_to)]
             cmd += ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             label = f"{r['workload']}, fd-fl, {args.solver}"
-            print(f"| {label} | {r['n']} | {r['device']} | {r['median']:.3f} | {r['peak_mb']:.0f} | {r['first']:.2f} |",
-                  flush=True)
+            err = "-" if r["grad_err"] is None else f"{r['grad_err']:.1e}"
+            print(f"| {label} | {r['n']} | {r['device']} | {r['median']:.3f} | {r['peak_mb']:.0f} | {r['first']:.2f} "
+                  f"| {err} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ Log-domain Sinkhorn only needs soft-minima of C against a potential,
 softmin_j(h_j - C_ij) = -eps log sum_j exp(h_j - C_ij / eps) with h_j = log b_j + g_j / eps, a row reduction
 complete within each block of rows, and a column reduction accumulated across blocks with a running logsumexp.
 So :class:`GroundCost` either stores C (dense, fastest for moderate n m) or rebuilds each (B, m) block from one
-GEMM (|x|^2 + |y|^2 - 2 x y^T) and a label-table look-up, and C is never held whole (the KeOps-style path).
+GEMM (|x|^2 + |y|^2 - 2 x y^T, the label term folded in as extra columns: table rows on one side, one-hot
+labels on the other), and C is never held whole (the KeOps-style path).
 
 Every function here runs without autograd: the solver forms gradients itself from the converged potentials.
 """
@@ -46,6 +47,13 @@ class GroundCost:
         self.sq_y = y.pow(2).sum(1)  # (m,)
         self.n, self.m = x.shape[0], y.shape[0]
         self.block_rows = self.n if store else max(1, min(block_rows, self.n))
+        # The label term rides along in the GEMM (no (B, m) gather): with X = [x, -k T[ia]] and Y = [y, onehot(ib)],
+        # X Y^T = x y^T - k T[ia, ib], so lambda_x (|x|^2 + |y|^2 - 2 X Y^T) = C for k = lambda_y / (2 lambda_x).
+        self._aug = bool(lambda_y) and lambda_x > 0
+        if self._aug:
+            k = lambda_y / (2.0 * lambda_x)
+            self._xa = torch.cat([x, table[ia].to(x.dtype) * -k], 1)  # (n, d + Lb)
+            self._ya = torch.cat([y, torch.nn.functional.one_hot(ib, table.shape[1]).to(y.dtype)], 1)  # (m, d + Lb)
         self.full = self._compute(0, self.n) if store else None
         self._scratch: Tensor | None = None
 
@@ -58,8 +66,10 @@ class GroundCost:
         return torch.sub(h, c, alpha=1.0 / eps, out=self._scratch[: c.shape[0]])
 
     def _compute(self, start: int, stop: int) -> Tensor:
-        xa = self.x[start:stop]
-        c = torch.addmm(self.sq_y[None, :], xa, self.y.T, alpha=-2.0)  # (B, m) |y|^2 - 2 x y^T
+        if self._aug:  # one GEMM gives the feature and the label terms
+            c = torch.addmm(self.sq_y[None, :], self._xa[start:stop], self._ya.T, alpha=-2.0)  # (B, m)
+            return c.add_(self.sq_x[start:stop, None]).clamp_min_(0).mul_(self.lambda_x)
+        c = torch.addmm(self.sq_y[None, :], self.x[start:stop], self.y.T, alpha=-2.0)  # (B, m) |y|^2 - 2 x y^T
         c.add_(self.sq_x[start:stop, None]).clamp_min_(0).mul_(self.lambda_x)
         if self.lambda_y:
             c.add_(self.table[self.ia[start:stop]][:, self.ib], alpha=self.lambda_y)  # (B, m) label look-up

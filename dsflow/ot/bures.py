@@ -110,9 +110,12 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
         ia, ib: (P,) the class of each side in pair p.
     """
     (ca, d, ra), (cb, _, rb) = factors_a.shape, factors_b.shape
-    flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
-    flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
-    prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
+    if 2 * ia.shape[0] <= ca * cb:  # few pairs (a symmetric table's upper triangle): only their blocks
+        prods = torch.bmm(factors_a[ia].transpose(1, 2), factors_b[ib])  # (P, ra, rb)
+    else:
+        flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
+        flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
+        prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
     gram = prods @ prods.transpose(1, 2) if prods.shape[1] <= prods.shape[2] else prods.transpose(1, 2) @ prods
     return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 

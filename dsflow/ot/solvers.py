@@ -97,7 +97,7 @@ class WarmSinkhorn(OuterSolver):
     """
 
     def __init__(
-        self, tol: float = 1e-3, max_iter: int = 20, check_every: int = 5, dense_limit: int = 60_000_000,
+        self, tol: float = 1e-4, max_iter: int = 50, check_every: int = 5, dense_limit: int = 60_000_000,
         block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
         overrelax: float = 1.5,
     ) -> None:
