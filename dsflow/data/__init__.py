@@ -5,7 +5,7 @@ from dsflow.data.flow_pairs import FlowPairs, load_pairs
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
-from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo import ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, hungarian_alignment, kmeans_labels
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
@@ -14,6 +14,7 @@ from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS
 __all__ = [
     "ArrayFile",
     "CIFAR10",
+    "ClusterFeatures",
     "DatasetSource",
     "EMNIST",
     "FashionMNIST",
@@ -26,7 +27,9 @@ __all__ = [
     "LabeledData",
     "MNIST",
     "MissingDataError",
+    "PCAFeatures",
     "PCAM",
+    "PixelFeatures",
     "PseudoLabeled",
     "RawImages",
     "STL10",
