@@ -7,9 +7,10 @@
    ``labels``; or ``NAME=PATH.npz`` to read a named row from an array file), takes n stratified samples of it and n MNIST samples from the test split (never seen by the
    oracle), and flows the target onto MNIST with the OTDD alone (fd-fl dynamics, SGD = forward Euler):
    supervised (true labels drive the flow) and unsupervised (k-means pseudo-labels drive it; k-means on
-   ``--pseudo-features``: whitened, normalised principal components by default, or raw pixels). The outer
-   Sinkhorn runs up to ``--sinkhorn-iters`` sweeps per step: with a large label weight the OTDD cost spans
-   thousands of eps, and a short Sinkhorn leaves the reference marginal unmet (several classes then pile onto one).
+   ``--pseudo-features``: a t-SNE embedding by default, whitened and normalised principal components, or raw
+   pixels). The outer Sinkhorn runs up to ``--sinkhorn-iters`` sweeps per step: with a large label weight the
+   OTDD cost spans thousands of eps, and a short Sinkhorn leaves the reference marginal unmet (several classes
+   then pile onto one reference class).
 3. Scores the particles with the frozen oracle before and after, through the coupling layer derived from label
    distances unless the target shares MNIST's label set (usps, mnist, or ``--same-labels``); unsupervised scores
    go through the coupling and the Hungarian alignment of clusters to true labels (scoring only).
@@ -31,11 +32,12 @@ import torch
 from dsflow.callbacks.oracle import OracleScorer
 from dsflow.data import (
     EMNIST, KMNIST, MNIST, USPS, ArrayFile, FashionMNIST, FlowDataModule, PCAFeatures, PixelFeatures, PseudoLabeled,
+    TSNEFeatures,
 )
 from dsflow.data.base import DatasetSource
+from dsflow.data.pseudo import ClusterFeatures
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.models import LeNet5
-from dsflow.data.pseudo import ClusterFeatures
 from dsflow.ot.label_distance import GaussianLabelDistance
 from dsflow.ot.solvers import WarmSinkhorn
 from dsflow.tasks import Classifier, load_oracle
@@ -64,8 +66,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sinkhorn-iters", type=int, default=500,
                    help="most outer Sinkhorn sweeps per flow step (WarmSinkhorn max_iter; its library default is 20)")
     p.add_argument("--diagonal", action="store_true", help="diagonal Gaussian label distances (default: full covariances)")
-    p.add_argument("--pseudo-features", choices=["pca", "pixels"], default="pca",
-                   help="what k-means clusters for the pseudo-labels: whitened, L2-normalised principal components or raw pixels")
+    p.add_argument("--pseudo-features", choices=["tsne", "pca", "pixels"], default="tsne",
+                   help="what k-means clusters for the pseudo-labels: a t-SNE embedding, whitened and L2-normalised "
+                        "principal components, or raw pixels")
     p.add_argument("--pca-components", type=int, default=12, help="principal components of --pseudo-features pca")
     p.add_argument("--balanced", action="store_true", help="class-balanced subsets of targets and reference")
     p.add_argument("--split", default="test", help="split of the named targets (the MNIST reference is always test)")
@@ -136,7 +139,9 @@ def cluster_features(args: argparse.Namespace) -> ClusterFeatures:
     """What k-means clusters for the unsupervised flows (computed from the features alone)."""
     if args.pseudo_features == "pixels":
         return PixelFeatures()
-    return PCAFeatures(components=args.pca_components, seed=args.seed)
+    if args.pseudo_features == "pca":
+        return PCAFeatures(components=args.pca_components, seed=args.seed)
+    return TSNEFeatures(perplexity=min(30.0, args.n / 4), seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -11,6 +11,7 @@ import torch
 
 from dsflow.data import (
     ClusterFeatures, DatasetSource, FlowDataModule, GaussianMixture, LabeledData, PCAFeatures, PixelFeatures, PseudoLabeled,
+    FashionMNIST, TSNEFeatures, data_root,
 )
 from dsflow.data.pseudo import hungarian_alignment, kmeans_labels
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
@@ -64,7 +65,7 @@ def _flow(source: DatasetSource, features: ClusterFeatures | None = None) -> tor
     return model.particles.x.detach().clone()
 
 
-@pytest.mark.parametrize("features", [None, PCAFeatures(components=2)], ids=["pixels", "pca"])
+@pytest.mark.parametrize("features", [None, PCAFeatures(components=2), TSNEFeatures(perplexity=10)], ids=["pixels", "pca", "tsne"])
 def test_unlabeled_flow_never_sees_true_labels(features: ClusterFeatures | None) -> None:
     reference = _flow(_Relabeled(SOURCE, "true"), features)
     assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted"), features))
@@ -90,13 +91,33 @@ def test_pca_features_shapes_whitening_and_sphere() -> None:
         PCAFeatures(components=0)
 
 
-def test_pca_features_recover_separated_clusters_in_high_dimension() -> None:
+@pytest.mark.parametrize("features", [PCAFeatures(components=6), TSNEFeatures(perplexity=15, pca_components=10)],
+                         ids=["pca", "tsne"])
+def test_features_recover_separated_clusters_in_high_dimension(features: ClusterFeatures) -> None:
     gen = torch.Generator().manual_seed(1)
     means = (torch.randn(5, 50, generator=gen) * 3).tolist()  # 5 clusters in 50-d, well apart
     source = GaussianMixture(means, std=0.5, n_per_class=40, seed=2)
-    pseudo = PseudoLabeled(source, features=PCAFeatures(components=6))
+    pseudo = PseudoLabeled(source, features=features)
     data = pseudo.load()
     assert data.num_classes == 5 and _accuracy(data.y, pseudo.scoring_labels()[0], 5) == 1.0
+    assert torch.equal(data.x, source.load().x)  # the flow gets the original features; only labels are new
+
+
+def test_tsne_features_beat_pixels_on_fashion_mnist() -> None:
+    """On 1,000 Fashion-MNIST test images, k-means on t-SNE agrees with the classes far more than on pixels."""
+    root = data_root()
+    if not (root / "FashionMNIST/raw").exists():
+        pytest.fail("Fashion-MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    data = FashionMNIST(split="test", n=1000, seed=0, balanced=True).load()
+    pixels = _accuracy(kmeans_labels(PixelFeatures()(data.x), 10), data.y, 10)
+    x = data.x[:, 0, :10, :10]  # (n, 10, 10): a cheap check of the argument errors below
+    z = TSNEFeatures()(data.x)
+    assert z.shape == (1000, 2) and z.dtype == torch.float64
+    assert _accuracy(kmeans_labels(z, 10), data.y, 10) > pixels + 0.05
+    with pytest.raises(ValueError, match="perplexity"):
+        TSNEFeatures(perplexity=100)(x[:50])
+    with pytest.raises(ValueError, match="components"):
+        TSNEFeatures(components=4)
 
 
 def test_whitening_finds_clusters_hidden_under_a_high_variance_direction() -> None:

@@ -5,7 +5,9 @@ from dsflow.data.flow_pairs import FlowPairs, load_pairs
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
-from dsflow.data.pseudo import ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo import (
+    ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, TSNEFeatures, hungarian_alignment, kmeans_labels,
+)
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
@@ -34,6 +36,7 @@ __all__ = [
     "RawImages",
     "STL10",
     "SwissRoll",
+    "TSNEFeatures",
     "USPS",
     "data_root",
     "hungarian_alignment",
