@@ -7,10 +7,10 @@
    ``labels``; or ``NAME=PATH.npz`` to read a named row from an array file), takes n stratified samples of it and n MNIST samples from the test split (never seen by the
    oracle), and flows the target onto MNIST with the OTDD alone (fd-fl dynamics, SGD = forward Euler):
    supervised (true labels drive the flow) and unsupervised (k-means pseudo-labels drive it; k-means on
-   ``--pseudo-features``: a t-SNE embedding by default, whitened and normalised principal components, or raw
-   pixels). The outer Sinkhorn runs up to ``--sinkhorn-iters`` sweeps per step: with a large label weight the
-   OTDD cost spans thousands of eps, and a short Sinkhorn leaves the reference marginal unmet (several classes
-   then pile onto one reference class).
+   ``--pseudo-features``: a t-SNE embedding (``--perplexity`` 100) by default, whitened and normalised principal
+   components, or raw pixels). The outer Sinkhorn runs up to ``--sinkhorn-iters`` sweeps per step: with a large
+   label weight the OTDD cost spans thousands of eps, and a short Sinkhorn leaves the reference marginal unmet
+   (several classes then pile onto one reference class).
 3. Scores the particles with the frozen oracle before and after, through the coupling layer derived from label
    distances unless the target shares MNIST's label set (usps, mnist, or ``--same-labels``); unsupervised scores
    go through the coupling and the Hungarian alignment of clusters to true labels (scoring only).
@@ -70,6 +70,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="what k-means clusters for the pseudo-labels: a t-SNE embedding, whitened and L2-normalised "
                         "principal components, or raw pixels")
     p.add_argument("--pca-components", type=int, default=12, help="principal components of --pseudo-features pca")
+    p.add_argument("--perplexity", type=float, default=100.0,
+                   help="t-SNE perplexity of --pseudo-features tsne (about half a class of the n samples; at most n / 4)")
     p.add_argument("--balanced", action="store_true", help="class-balanced subsets of targets and reference")
     p.add_argument("--split", default="test", help="split of the named targets (the MNIST reference is always test)")
     p.add_argument("--modes", nargs="+", default=["supervised", "unsupervised"], choices=["supervised", "unsupervised"])
@@ -141,7 +143,7 @@ def cluster_features(args: argparse.Namespace) -> ClusterFeatures:
         return PixelFeatures()
     if args.pseudo_features == "pca":
         return PCAFeatures(components=args.pca_components, seed=args.seed)
-    return TSNEFeatures(perplexity=min(30.0, args.n / 4), seed=args.seed)
+    return TSNEFeatures(perplexity=min(args.perplexity, args.n / 4), seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
