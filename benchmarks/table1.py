@@ -6,7 +6,11 @@
 2. For each target (a name: usps, fmnist, kmnist, emnist, mnist; the path of any ``.npz`` with ``images`` and
    ``labels``; or ``NAME=PATH.npz`` to read a named row from an array file), takes n stratified samples of it and n MNIST samples from the test split (never seen by the
    oracle), and flows the target onto MNIST with the OTDD alone (fd-fl dynamics, SGD = forward Euler):
-   supervised (true labels drive the flow) and unsupervised (k-means pseudo-labels drive it).
+   supervised (true labels drive the flow) and unsupervised (k-means pseudo-labels drive it; k-means on
+   ``--pseudo-features``: a t-SNE embedding (``--perplexity`` 100) by default, whitened and normalised principal
+   components, or raw pixels). The outer Sinkhorn runs up to ``--sinkhorn-iters`` sweeps per step: with a large
+   label weight the OTDD cost spans thousands of eps, and a short Sinkhorn leaves the reference marginal unmet
+   (several classes then pile onto one reference class).
 3. Scores the particles with the frozen oracle before and after, through the coupling layer derived from label
    distances unless the target shares MNIST's label set (usps, mnist, or ``--same-labels``); unsupervised scores
    go through the coupling and the Hungarian alignment of clusters to true labels (scoring only).
@@ -26,11 +30,16 @@ import lightning as L
 import torch
 
 from dsflow.callbacks.oracle import OracleScorer
-from dsflow.data import EMNIST, KMNIST, MNIST, USPS, ArrayFile, FashionMNIST, FlowDataModule, PseudoLabeled
+from dsflow.data import (
+    EMNIST, KMNIST, MNIST, USPS, ArrayFile, FashionMNIST, FlowDataModule, PCAFeatures, PixelFeatures, PseudoLabeled,
+    TSNEFeatures,
+)
 from dsflow.data.base import DatasetSource
+from dsflow.data.pseudo import ClusterFeatures
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.models import LeNet5
 from dsflow.ot.label_distance import GaussianLabelDistance
+from dsflow.ot.solvers import WarmSinkhorn
 from dsflow.tasks import Classifier, load_oracle
 
 #: named targets: the dataset class and whether its labels are MNIST's digits (no coupling layer needed)
@@ -54,7 +63,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lambda-x", type=float, default=1.0)
     p.add_argument("--lambda-y", type=float, default=5.0, help="weight of the label term")
     p.add_argument("--scaling", type=float, default=0.7, help="Sinkhorn epsilon-scaling ratio")
+    p.add_argument("--sinkhorn-iters", type=int, default=500,
+                   help="most outer Sinkhorn sweeps per flow step (WarmSinkhorn max_iter; its library default is 20)")
     p.add_argument("--diagonal", action="store_true", help="diagonal Gaussian label distances (default: full covariances)")
+    p.add_argument("--pseudo-features", choices=["tsne", "pca", "pixels"], default="tsne",
+                   help="what k-means clusters for the pseudo-labels: a t-SNE embedding, whitened and L2-normalised "
+                        "principal components, or raw pixels")
+    p.add_argument("--pca-components", type=int, default=12, help="principal components of --pseudo-features pca")
+    p.add_argument("--perplexity", type=float, default=100.0,
+                   help="t-SNE perplexity of --pseudo-features tsne (about half a class of the n samples; at most n / 4)")
     p.add_argument("--balanced", action="store_true", help="class-balanced subsets of targets and reference")
     p.add_argument("--split", default="test", help="split of the named targets (the MNIST reference is always test)")
     p.add_argument("--modes", nargs="+", default=["supervised", "unsupervised"], choices=["supervised", "unsupervised"])
@@ -107,7 +124,8 @@ def run_flow(source: DatasetSource, reference: DatasetSource, oracle: str, coupl
              args: argparse.Namespace) -> tuple[float, float, float, list]:
     """Flow ``source`` onto ``reference``; returns accuracy before, after, seconds, scoring history."""
     distance = GaussianLabelDistance(diagonal=args.diagonal)
-    term = OTDDTerm(eps=args.eps, lambda_x=args.lambda_x, lambda_y=args.lambda_y, scaling=args.scaling, label_distance=distance)
+    term = OTDDTerm(eps=args.eps, lambda_x=args.lambda_x, lambda_y=args.lambda_y, scaling=args.scaling, label_distance=distance,
+                    solver=WarmSinkhorn(max_iter=args.sinkhorn_iters))
     model = FlowModule([term], FeatureDriven(), partial(torch.optim.SGD, lr=args.lr, momentum=args.momentum))
     scorer = OracleScorer(oracle, every_n_steps=args.every, coupling=coupling, label_distance=distance)
     trainer = L.Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -117,6 +135,15 @@ def run_flow(source: DatasetSource, reference: DatasetSource, oracle: str, coupl
     trainer.fit(model, datamodule=data)
     seconds = time.perf_counter() - t0
     return scorer.history[0]["accuracy"], scorer.history[-1]["accuracy"], seconds, scorer.history
+
+
+def cluster_features(args: argparse.Namespace) -> ClusterFeatures:
+    """What k-means clusters for the unsupervised flows (computed from the features alone)."""
+    if args.pseudo_features == "pixels":
+        return PixelFeatures()
+    if args.pseudo_features == "pca":
+        return PCAFeatures(components=args.pca_components, seed=args.seed)
+    return TSNEFeatures(perplexity=min(args.perplexity, args.n / 4), seed=args.seed)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -132,7 +159,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         label = name.partition("=")[0] if "=" in name else name
         row = {"target": label, "before": None, "supervised": None, "unsupervised": None, "steps": args.steps, "seconds": []}
         for mode in args.modes:
-            flow_source = source if mode == "supervised" else PseudoLabeled(source, seed=args.seed)
+            flow_source = source if mode == "supervised" else PseudoLabeled(source, seed=args.seed, features=cluster_features(args))
             coupling = mode == "unsupervised" or not same
             out = Path(args.out) / f"{Path(name.partition('=')[0]).stem}-{mode}"
             before, after, seconds, history = run_flow(flow_source, reference, oracle, coupling, out, args)

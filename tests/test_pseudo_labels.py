@@ -6,9 +6,13 @@ import os
 from functools import partial
 
 import lightning as L
+import pytest
 import torch
 
-from dsflow.data import DatasetSource, FlowDataModule, GaussianMixture, LabeledData, PseudoLabeled
+from dsflow.data import (
+    ClusterFeatures, DatasetSource, FlowDataModule, GaussianMixture, LabeledData, PCAFeatures, PixelFeatures, PseudoLabeled,
+    FashionMNIST, TSNEFeatures, data_root,
+)
 from dsflow.data.pseudo import hungarian_alignment, kmeans_labels
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 
@@ -51,20 +55,83 @@ def test_hungarian_with_more_clusters_than_classes() -> None:
     assert mapping[0] == 1 and mapping[1] == 0 and mapping[2] == 0  # cluster 2 unmatched: majority label
 
 
-def _flow(source: DatasetSource) -> torch.Tensor:
+def _flow(source: DatasetSource, features: ClusterFeatures | None = None) -> torch.Tensor:
     L.seed_everything(0, verbose=False)
     model = FlowModule([OTDDTerm(eps=0.1, lambda_y=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1))
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
-    trainer.fit(model, datamodule=FlowDataModule(PseudoLabeled(source, seed=0), REFERENCE, steps_per_epoch=3))
+    pseudo = PseudoLabeled(source, seed=0, features=features)
+    trainer.fit(model, datamodule=FlowDataModule(pseudo, REFERENCE, steps_per_epoch=3))
     return model.particles.x.detach().clone()
 
 
-def test_unlabeled_flow_never_sees_true_labels() -> None:
-    reference = _flow(_Relabeled(SOURCE, "true"))
-    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted")))
-    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "noise")))
+@pytest.mark.parametrize("features", [None, PCAFeatures(components=2), TSNEFeatures(perplexity=10)], ids=["pixels", "pca", "tsne"])
+def test_unlabeled_flow_never_sees_true_labels(features: ClusterFeatures | None) -> None:
+    reference = _flow(_Relabeled(SOURCE, "true"), features)
+    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted"), features))
+    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "noise"), features))
     assert not torch.equal(reference, SOURCE.load().x)  # the particles did move
+
+
+def _accuracy(pseudo: torch.Tensor, true: torch.Tensor, k: int) -> float:
+    return float((hungarian_alignment(pseudo, true, k, k)[pseudo] == true).double().mean())
+
+
+def test_pca_features_shapes_whitening_and_sphere() -> None:
+    x = torch.randn(200, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * torch.linspace(0.1, 5, 48).reshape(3, 4, 4)
+    z = PCAFeatures(components=5, normalize=False)(x)  # (200, 5)
+    assert z.shape == (200, 5) and z.dtype == torch.float64
+    assert torch.allclose(z.mean(0), torch.zeros(5, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(z.var(0), torch.ones(5, dtype=torch.float64), atol=1e-10)  # whitened: unit variance per component
+    assert torch.allclose(PCAFeatures(components=5)(x).norm(dim=1), torch.ones(200, dtype=torch.float64))
+    assert torch.equal(PixelFeatures()(x), x.reshape(200, -1).double())
+    with pytest.raises(ValueError, match="components"):
+        PCAFeatures(components=49)(x)
+    with pytest.raises(ValueError, match="components"):
+        PCAFeatures(components=0)
+
+
+@pytest.mark.parametrize("features", [PCAFeatures(components=6), TSNEFeatures(perplexity=15, pca_components=10)],
+                         ids=["pca", "tsne"])
+def test_features_recover_separated_clusters_in_high_dimension(features: ClusterFeatures) -> None:
+    gen = torch.Generator().manual_seed(1)
+    means = (torch.randn(5, 50, generator=gen) * 3).tolist()  # 5 clusters in 50-d, well apart
+    source = GaussianMixture(means, std=0.5, n_per_class=40, seed=2)
+    pseudo = PseudoLabeled(source, features=features)
+    data = pseudo.load()
+    assert data.num_classes == 5 and _accuracy(data.y, pseudo.scoring_labels()[0], 5) == 1.0
+    assert torch.equal(data.x, source.load().x)  # the flow gets the original features; only labels are new
+
+
+def test_tsne_features_beat_pixels_on_fashion_mnist() -> None:
+    """On 1,000 Fashion-MNIST test images, k-means on t-SNE agrees with the classes far more than on pixels."""
+    root = data_root()
+    if not (root / "FashionMNIST/raw").exists():
+        pytest.fail("Fashion-MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    data = FashionMNIST(split="test", n=1000, seed=0, balanced=True).load()
+    pixels = _accuracy(kmeans_labels(PixelFeatures()(data.x), 10), data.y, 10)
+    x = data.x[:, 0, :10, :10]  # (n, 10, 10): a cheap check of the argument errors below
+    z = TSNEFeatures()(data.x)
+    assert z.shape == (1000, 2) and z.dtype == torch.float64
+    assert _accuracy(kmeans_labels(z, 10), data.y, 10) > pixels + 0.05
+    with pytest.raises(ValueError, match="perplexity"):
+        TSNEFeatures(perplexity=100)(x[:50])
+    with pytest.raises(ValueError, match="components"):
+        TSNEFeatures(components=4)
+
+
+def test_whitening_finds_clusters_hidden_under_a_high_variance_direction() -> None:
+    """Two tight clusters apart along x1 (+-1); x0 is a wide unimodal nuisance (uniform, half-width 10).
+
+    k-means on the raw features splits along x0 (the larger variance); on whitened components it splits along x1.
+    """
+    gen = torch.Generator().manual_seed(3)
+    n = 400
+    true = torch.arange(n) % 2
+    x = torch.stack([20 * torch.rand(n, generator=gen) - 10, 2.0 * true - 1 + 0.05 * torch.randn(n, generator=gen)], 1)
+    raw = kmeans_labels(PixelFeatures()(x), 2, seed=0)
+    white = kmeans_labels(PCAFeatures(components=2, normalize=False)(x), 2, seed=0)
+    assert _accuracy(raw, true, 2) < 0.75 and _accuracy(white, true, 2) == 1.0
 
 
 def test_scoring_labels_are_the_true_ones() -> None:

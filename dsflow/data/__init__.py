@@ -5,7 +5,9 @@ from dsflow.data.flow_pairs import FlowPairs, load_pairs
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
-from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo import (
+    ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, TSNEFeatures, hungarian_alignment, kmeans_labels,
+)
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
@@ -14,6 +16,7 @@ from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS
 __all__ = [
     "ArrayFile",
     "CIFAR10",
+    "ClusterFeatures",
     "DatasetSource",
     "EMNIST",
     "FashionMNIST",
@@ -26,11 +29,14 @@ __all__ = [
     "LabeledData",
     "MNIST",
     "MissingDataError",
+    "PCAFeatures",
     "PCAM",
+    "PixelFeatures",
     "PseudoLabeled",
     "RawImages",
     "STL10",
     "SwissRoll",
+    "TSNEFeatures",
     "USPS",
     "data_root",
     "hungarian_alignment",
