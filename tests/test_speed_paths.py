@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -163,3 +165,18 @@ def test_overrelaxation_converges_in_fewer_sweeps_on_a_stiff_problem() -> None:
 def test_overrelaxation_outside_its_range_is_refused() -> None:
     with pytest.raises(ValueError, match="overrelax"):
         WarmSinkhorn(overrelax=2.0)
+
+
+def test_solver_warns_once_when_it_stops_short_of_its_tolerance() -> None:
+    x, x_ref, labels = stiff_problem()
+    s = OTDDSettings(eps=0.5)
+    capped = WarmSinkhorn(max_iter=5, check_every=5)
+    with pytest.warns(RuntimeWarning, match="max_iter=5"):
+        otdd(x, x_ref, labels, s, solver=capped)
+    assert not capped.last_converged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per solver: the second short call is silent
+        otdd(x + 0.01, x_ref, labels, s, solver=capped)
+        converged = WarmSinkhorn(**TIGHT)
+        otdd(x, x_ref, labels, s, solver=converged)  # meets its tolerance: no warning
+    assert converged.last_converged

@@ -57,8 +57,9 @@ def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
 
 
 def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...], absorb: Callable[[], None],
-             max_iter: int, check_every: int, tol: float) -> int:
-    """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times.
+             max_iter: int, check_every: int, tol: float) -> tuple[int, bool]:
+    """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times;
+    returns the number of updates and whether the tolerance was met.
 
     At each check the scalings are absorbed if large; if they overflowed, the iterations since the last check
     are undone and the kernel is rebuilt from the last good potentials before going on. If ``state["omega"]``
@@ -82,20 +83,20 @@ def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...
             absorb()
             last = math.inf
         elif change <= tol:
-            break
+            return it, True
         else:
             last = change
         saved = dict(state)
-    return it
+    return max_iter, False
 
 
 def kernel_cross(
     cost: GroundCost, a: Tensor, b: Tensor, f: Tensor, g: Tensor, eps: float, max_iter: int, check_every: int,
     tol: float, want_grad: bool, want_table_grad: bool, omega: float = 1.0,
-) -> tuple[Tensor, Tensor, Extrapolation, int]:
+) -> tuple[Tensor, Tensor, Extrapolation, int, bool]:
     """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost, over-relaxed by ``omega`` in
     [1, 2) (guarded, see the module docstring); returns f, g, the extrapolation (row f_ba, column g_ab, gradient
-    in x, table gradient) and the number of iterations."""
+    in x, table gradient), the number of iterations and whether the tolerance was met."""
     if not 1.0 <= omega < 2.0:
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")
     assert cost.full is not None
@@ -121,7 +122,7 @@ def kernel_cross(
         state["lu"], state["lv"] = lu, lv
         return change
 
-    iters = _iterate(update, state, ("lu", "lv"), absorb, max_iter, check_every, tol * eps)
+    iters, converged = _iterate(update, state, ("lu", "lv"), absorb, max_iter, check_every, tol * eps)
     e, bv = state["e"], b * state["lv"].exp()  # (m,)
     f, g = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
     su = e @ bv  # (n,): f_ba = softmin(C, g) = f0 - eps log su
@@ -134,13 +135,13 @@ def kernel_cross(
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (bv[:, None] * cost.y)))
         if want_table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * bv[None, :])
-    return f, g, Extrapolation(row, col, grad, table_grad), iters
+    return f, g, Extrapolation(row, col, grad, table_grad), iters, converged
 
 
 def kernel_self(
     cost: GroundCost, a: Tensor, p: Tensor, eps: float, max_iter: int, check_every: int, tol: float,
     want_grad: bool, want_table_grad: bool,
-) -> tuple[Tensor, Extrapolation, int]:
+) -> tuple[Tensor, Extrapolation, int, bool]:
     """Symmetric Sinkhorn p <- (p + softmin(C, p)) / 2 on OT(a, a) from p (n,), stored (n, n) cost."""
     assert cost.full is not None
     c = cost.full
@@ -159,7 +160,7 @@ def kernel_self(
         state["lw"] = new
         return change
 
-    iters = _iterate(update, state, ("lw",), absorb, max_iter, check_every, tol * eps)
+    iters, converged = _iterate(update, state, ("lw",), absorb, max_iter, check_every, tol * eps)
     e, aw = state["e"], a * state["lw"].exp()  # (n,)
     p = state["p0"] + eps * state["lw"]
     su = e @ aw  # (n,)
@@ -171,4 +172,4 @@ def kernel_self(
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (aw[:, None] * cost.x)))
         if want_table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * aw[None, :])
-    return p, Extrapolation(row, None, grad, table_grad), iters
+    return p, Extrapolation(row, None, grad, table_grad), iters, converged

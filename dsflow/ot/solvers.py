@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -114,6 +115,8 @@ class WarmSinkhorn(OuterSolver):
         self.reset()
         self.last_iterations = 0  # sweeps at the target epsilon of the last problem solved
         self.last_cross_iterations = 0  # of the last cross problem OT(a, b) on a stored cost
+        self.last_converged = True  # whether every problem of the last call met the tolerance
+        self._warned = False
 
     def reset(self) -> None:
         """Forget the warm-start potentials and the cached reference term."""
@@ -156,13 +159,28 @@ class WarmSinkhorn(OuterSolver):
         steps = max(0, math.ceil(math.log(top / s.eps) / (-2 * math.log(s.scaling))))
         return [top * s.scaling ** (2 * k) for k in range(steps)] + [s.eps]
 
+    def _record(self, iters: int, converged: bool) -> None:
+        """Note a solve's sweeps; warn once per solver when one stops at ``max_iter`` short of ``tol``."""
+        self.last_iterations = iters
+        self.last_converged = self.last_converged and converged
+        if not converged and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"WarmSinkhorn: a Sinkhorn problem stopped at max_iter={self.max_iter} sweeps before its tolerance "
+                f"({self.tol:g} of eps); its potentials, and the flow's velocity, are approximate. Raise max_iter "
+                f"(or eps) if the flow must follow the transport plan closely (warned once per solver)",
+                RuntimeWarning, stacklevel=4,
+            )
+
     def _iterate(self, step, eps: float) -> None:
         """Run ``step()`` (returns the largest potential change) until below tol * eps, or max_iter sweeps."""
+        converged = False
         for it in range(1, self.max_iter + 1):
             change = step()
             if it % self.check_every == 0 and float(change) <= self.tol * eps:
+                converged = True
                 break
-        self.last_iterations = it
+        self._record(it, converged)
 
     def _reference_term(self, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, ref_weights: Tensor | None,
                         b_log: Tensor) -> Tensor:
@@ -223,10 +241,11 @@ class WarmSinkhorn(OuterSolver):
             return f, g, ext
         for e in schedule[:-1]:
             f, g = sweep_cross(cost, a_log, b_log, g, e)
-        f, g, ext, self.last_cross_iterations = kernel_cross(
+        f, g, ext, iters, converged = kernel_cross(
             cost, a_log.exp(), b_log.exp(), f, g, eps, self.max_iter, self.check_every, self.tol, want[0], want[2],
             self.overrelax)
-        self.last_iterations = self.last_cross_iterations
+        self._record(iters, converged)
+        self.last_cross_iterations = iters
         return f, g, ext
 
     def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
@@ -237,8 +256,9 @@ class WarmSinkhorn(OuterSolver):
             return p, extrapolate(cost, a_log, a_log + p / eps, eps, want_grad=want[0], want_table_grad=want[1])
         for e in schedule[:-1]:
             p = 0.5 * (p + sweep_self(cost, a_log, p, e))
-        p, ext, self.last_iterations = kernel_self(
+        p, ext, iters, converged = kernel_self(
             cost, a_log.exp(), p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
+        self._record(iters, converged)
         return p, ext
 
     # ------------------------------------------------------------------ multiscale cold start
@@ -282,6 +302,7 @@ class WarmSinkhorn(OuterSolver):
             )
         on = torch.is_grad_enabled()
         want = (on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
+        self.last_converged = True
         with torch.no_grad():
             parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
         return _EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
