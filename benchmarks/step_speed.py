@@ -61,14 +61,15 @@ def make_2d(n: int, seed: int, means: list[list[float]], std: float, device: tor
 
 
 def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int, warm_levels: int = 16,
-          tol: float = 1e-4) -> FlowModule:
+          tol: float = 1e-4, warm_margin: int = 6, overrelax: float = 1.5) -> FlowModule:
     """A FlowModule (OTDD alone, fd-fl, Gaussian label distances) with the workload's data on ``device``."""
     if workload == "784d":
         source, reference, eps = make_784d(n, 0, 0.0, device), make_784d(n, 1, 0.25, device), 1.0
     else:
         source = make_2d(n, 0, [[-4.0, 2.0], [-4.0, -2.0], [-1.0, 0.0]], 0.5, device)
         reference, eps = make_2d(n, 1, [[3.0, 3.0], [4.0, -2.0], [6.0, 1.0]], 0.5, device), 0.01
-    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(tol=tol, max_iter=max_iter, warm_levels=warm_levels)
+    outer = GeomlossSolver() if solver == "dense" else WarmSinkhorn(
+        tol=tol, max_iter=max_iter, warm_levels=warm_levels, warm_margin=warm_margin, overrelax=overrelax)
     module = FlowModule(terms=[OTDDTerm(eps=eps, solver=outer)])
     module.init_data(source, reference)
     return module.to(device)
@@ -88,10 +89,10 @@ def gradient_error(module: FlowModule) -> float:
 
 
 def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int, warm_levels: int,
-            tol: float, check: bool) -> dict:
+            tol: float, check: bool, warm_margin: int = 6, overrelax: float = 1.5) -> dict:
     """Time ``steps`` flow steps after ``warmup`` (the first one starts Sinkhorn cold) in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    module = build(workload, n, device, solver, max_iter, warm_levels, tol)
+    module = build(workload, n, device, solver, max_iter, warm_levels, tol, warm_margin, overrelax)
     opt = torch.optim.SGD([module.particles.x], lr=0.1)
     times = []
     for i in range(warmup + steps):
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first is a cold start)")
     parser.add_argument("--solver", default="fast", choices=["fast", "dense"], help="WarmSinkhorn or geomloss")
     parser.add_argument("--max-iter", type=int, default=50, help="WarmSinkhorn sweeps per step at most")
+    parser.add_argument("--warm-margin", type=int, default=6, help="WarmSinkhorn warm_margin")
+    parser.add_argument("--overrelax", type=float, default=1.5, help="WarmSinkhorn overrelax (1: plain sweeps)")
     parser.add_argument("--tol", type=float, default=1e-4, help="WarmSinkhorn tolerance (log-marginal change)")
     parser.add_argument("--check-up-to", type=int, default=5000,
                         help="report the gradient error against a converged solve for n up to this (it costs a solve)")
@@ -136,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         n = int(args.one[1])
         print(json.dumps(run_one(args.one[0], n, args.steps, args.warmup, args.solver, args.max_iter,
-                                 args.warm_levels, args.tol, n <= args.check_up_to)))
+                                 args.warm_levels, args.tol, n <= args.check_up_to, args.warm_margin,
+                                 args.overrelax)))
         return
     print("| workload | n | device | median s/step | peak memory MB | first (cold) step s | gradient error |")
     print("|---|---:|---|---:|---:|---:|---:|")
@@ -144,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
                    str(args.warmup), "--solver", args.solver, "--max-iter", str(args.max_iter),
-                   "--warm-levels", str(args.warm_levels), "--tol", str(args.tol), "--check-up-to", str(args.check_up_to)]
+                   "--warm-levels", str(args.warm_levels), "--tol", str(args.tol), "--check-up-to", str(args.check_up_to),
+                   "--warm-margin", str(args.warm_margin), "--overrelax", str(args.overrelax)]
             cmd += ["--threads", str(args.threads)] if args.threads else []
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             r = json.loads(out)

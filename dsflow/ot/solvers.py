@@ -34,9 +34,6 @@ from dsflow.ot.sinkhorn import bounding_diameter
 
 __all__ = ["OuterSolver", "GeomlossSolver", "WarmSinkhorn"]
 
-# Extra epsilon-scaling levels of a warm start beyond the previous call's potential change: Sinkhorn at a small
-# eps converges slowly even from close potentials, and a short anneal costs a few sweeps.
-_LEVEL_MARGIN = 6
 
 
 class OuterSolver(ABC):
@@ -85,11 +82,13 @@ class WarmSinkhorn(OuterSolver):
         warm_start: reuse the previous call's potentials (off: every call starts cold, with epsilon-scaling).
         warm_levels: most epsilon-scaling levels a warm start still anneals over. A warm start begins at the
             scale by which the potentials moved in the previous call (delta: from eps * delta / eps down to eps by
-            factors scaling^2, plus a margin of 6 levels, at most ``warm_levels``): a flow that moves far relative to
+            factors scaling^2, plus ``warm_margin`` levels, at most ``warm_levels``): a flow that moves far relative to
             eps (small eps, large steps) is re-annealed from higher up than a slow one.
         coarse_size: on the block path, a cold start first solves a random subsample of this many points per
             side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
             (multiscale start), instead of epsilon-scaling on the full problem.
+        warm_margin: epsilon-scaling levels a warm start anneals over beyond the previous call's potential change
+            (Sinkhorn at a small eps converges slowly even from close potentials; a short anneal costs a few sweeps).
         overrelax: over-relaxation omega in [1, 2) of the cross problem's sweeps on a stored cost (1: plain
             Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
             (:mod:`dsflow.ot.kernel`).
@@ -100,11 +99,12 @@ class WarmSinkhorn(OuterSolver):
     def __init__(
         self, tol: float = 1e-4, max_iter: int = 50, check_every: int = 5, dense_limit: int = 60_000_000,
         block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
-        overrelax: float = 1.5,
+        overrelax: float = 1.5, warm_margin: int = 6,
     ) -> None:
         if not 1.0 <= overrelax < 2.0:
             raise ValueError(f"WarmSinkhorn: overrelax must lie in [1, 2), got {overrelax}")
-        if tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0 or warm_levels < 0:
+        if (tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0 or warm_levels < 0
+                or warm_margin < 0):
             raise ValueError(
                 f"WarmSinkhorn: need tol > 0, max_iter >= 1, check_every >= 1, block_entries >= 1 and "
                 f"dense_limit >= 0, got {tol}, {max_iter}, {check_every}, {block_entries}, {dense_limit}"
@@ -112,6 +112,7 @@ class WarmSinkhorn(OuterSolver):
         self.tol, self.max_iter, self.check_every = tol, max_iter, check_every
         self.dense_limit, self.block_entries, self.warm_start = dense_limit, block_entries, warm_start
         self.coarse_size, self.warm_levels, self.overrelax = coarse_size, warm_levels, overrelax
+        self.warm_margin = warm_margin
         self.reset()
         self.last_iterations = 0  # sweeps at the target epsilon of the last problem solved
         self.last_cross_iterations = 0  # of the last cross problem OT(a, b) on a stored cost
@@ -325,7 +326,7 @@ class WarmSinkhorn(OuterSolver):
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
         if warm:
             moved = float(warm["moved"]) if "moved" in warm else 0.0  # one host sync per call
-            levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + _LEVEL_MARGIN
+            levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + self.warm_margin
             levels = min(self.warm_levels, levels, warm.get("cold_levels", levels))  # never more than cold
             schedule = [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
         else:
