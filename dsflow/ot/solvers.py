@@ -173,7 +173,7 @@ class WarmSinkhorn(OuterSolver):
                 RuntimeWarning, stacklevel=4,
             )
 
-    def _iterate(self, step, eps: float) -> None:
+    def _iterate(self, step, eps: float, record: bool = True) -> None:
         """Run ``step()`` (returns the largest potential change) until below tol * eps, or max_iter sweeps."""
         converged = False
         for it in range(1, self.max_iter + 1):
@@ -181,7 +181,8 @@ class WarmSinkhorn(OuterSolver):
             if it % self.check_every == 0 and float(change) <= self.tol * eps:
                 converged = True
                 break
-        self._record(it, converged)
+        if record:  # a multiscale start's subsample solve is a starting guess: its convergence is not reported
+            self._record(it, converged)
 
     def _reference_term(self, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, ref_weights: Tensor | None,
                         b_log: Tensor) -> Tensor:
@@ -203,7 +204,8 @@ class WarmSinkhorn(OuterSolver):
         self._ref_key, self._ref_term = key, term
         return term
 
-    def _solve_self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float) -> Tensor:
+    def _solve_self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
+                    record: bool = True) -> Tensor:
         for e in schedule[:-1]:
             p = 0.5 * (p + sweep_self(cost, a_log, p, e))
 
@@ -213,11 +215,11 @@ class WarmSinkhorn(OuterSolver):
             change, p = (new - p).abs().max(), new
             return change
 
-        self._iterate(step, eps)
+        self._iterate(step, eps, record)
         return p
 
     def _solve_cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float],
-                     eps: float) -> tuple[Tensor, Tensor]:
+                     eps: float, record: bool = True) -> tuple[Tensor, Tensor]:
         f = torch.zeros_like(a_log)
         for e in schedule[:-1]:
             f, g = sweep_cross(cost, a_log, b_log, g, e)
@@ -228,7 +230,7 @@ class WarmSinkhorn(OuterSolver):
             change, f = (f_new - f).abs().max(), f_new
             return change
 
-        self._iterate(step, eps)
+        self._iterate(step, eps, record)
         return f, g
 
     def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, f: Tensor, g: Tensor, schedule: list[float],
@@ -278,7 +280,7 @@ class WarmSinkhorn(OuterSolver):
         ix = self._subsample(x.shape[0], x.device, 0)
         k_log = x.new_full((ix.shape[0],), -math.log(ix.shape[0]))
         sub = self._cost(x[ix], x[ix], x_i[ix], x_i[ix], table, s, store=True)
-        p = self._solve_self(sub, k_log, torch.zeros_like(k_log), self._schedule((x[ix],), table, s), s.eps)
+        p = self._solve_self(sub, k_log, torch.zeros_like(k_log), self._schedule((x[ix],), table, s), s.eps, record=False)
         return self._extend(x, x_i, x[ix], x_i[ix], table, s, k_log + p / s.eps)
 
     def _coarse_cross(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings) -> Tensor:
@@ -288,7 +290,8 @@ class WarmSinkhorn(OuterSolver):
         kb = x.new_full((iy.shape[0],), -math.log(iy.shape[0]))
         sub = self._cost(x[ix], x_ref[iy], labels.src_index[ix], labels.ref_index[iy], labels.sr, s, store=True)
         table = torch.cat([labels.ss.flatten(), labels.sr.flatten()])
-        f, _ = self._solve_cross(sub, ka, kb, torch.zeros_like(kb), self._schedule((x[ix], x_ref[iy]), table, s), s.eps)
+        f, _ = self._solve_cross(sub, ka, kb, torch.zeros_like(kb), self._schedule((x[ix], x_ref[iy]), table, s), s.eps,
+                                 record=False)
         return self._extend(x_ref, labels.ref_index, x[ix], labels.src_index[ix], labels.sr.T, s, ka + f / s.eps)
 
     # ------------------------------------------------------------------ the divergence
