@@ -6,7 +6,7 @@ import ot
 import pytest
 import torch
 
-from dsflow.ot.bures import bures_wasserstein_table, cross_term_eig, cross_term_svd
+from dsflow.ot.bures import batched_eigvalsh, bures_wasserstein_table, cross_term_eig, cross_term_svd
 from dsflow.ot.stats import LabelStats, class_stats
 
 DT = torch.float64
@@ -98,3 +98,20 @@ def test_gradcheck_in_samples(d: int, per_class: int) -> None:
         return bures_wasserstein_table(class_stats(x, y, 3), ref)
 
     assert torch.autograd.gradcheck(f, (x,))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batched_eigvalsh_equals_torch(threads: int) -> None:
+    """Splitting the batch across threads gives torch.linalg.eigvalsh's eigenvalues, whatever the thread count
+    (batches smaller than it, leading batch dimensions, a single matrix)."""
+    before = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(0)
+    try:
+        torch.set_num_threads(threads)
+        for shape in [(7, 3, 12, 12), (2, 5, 5), (5, 5)]:
+            a = torch.randn(*shape, generator=gen)
+            sym = a @ a.transpose(-1, -2)
+            assert torch.allclose(batched_eigvalsh(sym), torch.linalg.eigvalsh(sym), rtol=1e-5, atol=1e-4)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before  # the worker threads' own setting does not leak into the caller

@@ -16,18 +16,48 @@ The cross term has two exact forms:
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import Tensor
 
 from dsflow.ot.stats import LabelStats
 
 __all__ = [
-    "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram", "cross_term_svd", "sqrtm_psd",
+    "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
+    "cross_term_svd", "sqrtm_psd",
 ]
 
 # Singular values below this fraction of the largest one get no gradient: the nuclear norm is not differentiable
 # at rank-deficient points, and the spurious subgradient of the null space would bend the flow.
 _RANK_RTOL = 1e-6
+
+
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Threads that each run torch with one intra-op thread (made once per process and thread count)."""
+    global _POOL
+    if _POOL is None or _POOL[:2] != (os.getpid(), workers):  # a forked child must not reuse its parent's threads
+        _POOL = (os.getpid(), workers, ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)))
+    return _POOL[2]
+
+
+def batched_eigvalsh(mats: Tensor) -> Tensor:
+    """(..., k) eigenvalues of a batch of symmetric matrices (..., k, k), as torch.linalg.eigvalsh.
+
+    On a CPU, LAPACK solves small eigenproblems one after another and barely uses a second core (a 200 x 200
+    tridiagonalisation is memory-bound); the batch is split across torch's thread count instead, each thread
+    single-threaded (bit-identical results, about 1.6x faster on 2 cores).
+    """
+    workers = torch.get_num_threads()
+    if mats.device.type != "cpu" or workers < 2 or mats.ndim < 3 or mats[..., 0, 0].numel() < 2:
+        return torch.linalg.eigvalsh(mats)
+    flat = mats.reshape(-1, *mats.shape[-2:])
+    chunks = flat.chunk(min(workers, flat.shape[0]))
+    return torch.cat(list(_pool(workers).map(torch.linalg.eigvalsh, chunks))).reshape(mats.shape[:-1])
 
 
 def sqrtm_psd(covs: Tensor) -> Tensor:
@@ -117,7 +147,7 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
         flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
         prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
     gram = prods @ prods.transpose(1, 2) if prods.shape[1] <= prods.shape[2] else prods.transpose(1, 2) @ prods
-    return torch.linalg.eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
+    return batched_eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
 
 def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
@@ -127,7 +157,7 @@ def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
     roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
     inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
     inner = 0.5 * (inner + inner.transpose(-1, -2))
-    return torch.linalg.eigvalsh(inner).clamp_min(0).sqrt().sum(-1)
+    return batched_eigvalsh(inner).clamp_min(0).sqrt().sum(-1)
 
 
 @torch.no_grad()
