@@ -23,6 +23,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from dsflow.ot.products import Gram, take_gram
+
 __all__ = ["GroundCost", "Extrapolation", "sweep_cross", "sweep_self", "extrapolate"]
 
 
@@ -50,12 +52,28 @@ class GroundCost:
         # The label term rides along in the GEMM (no (B, m) gather): with X = [x, -k T[ia]] and Y = [y, onehot(ib)],
         # X Y^T = x y^T - k T[ia, ib], so lambda_x (|x|^2 + |y|^2 - 2 X Y^T) = C for k = lambda_y / (2 lambda_x).
         self._aug = bool(lambda_y) and lambda_x > 0
+        self._scratch: Tensor | None = None
+        gram = take_gram(x, y) if store else None  # x y^T already taken for the label tables this step
+        if gram is not None and lambda_x > 0:
+            self.full: Tensor | None = self._from_gram(gram)
+            return
         if self._aug:
             k = lambda_y / (2.0 * lambda_x)
             self._xa = torch.cat([x, table[ia].to(x.dtype) * -k], 1)  # (n, d + Lb)
             self._ya = torch.cat([y, torch.nn.functional.one_hot(ib, table.shape[1]).to(y.dtype)], 1)  # (m, d + Lb)
         self.full = self._compute(0, self.n) if store else None
-        self._scratch: Tensor | None = None
+
+    def _from_gram(self, gram: Gram) -> Tensor:
+        """(n, m) C from a shared product (x - c)(y - c)^T, overwritten in place; the label term is the rank-Lb
+        product onehot(ia) T onehot(ib)^T (no (n, m) gather)."""
+        sq_x = (self.x - gram.centre).pow(2).sum(1)  # (n,)
+        sq_y = (self.y - gram.centre).pow(2).sum(1)  # (m,)
+        c = gram.prod.mul_(-2.0).add_(sq_y[None, :]).add_(sq_x[:, None]).clamp_min_(0).mul_(self.lambda_x)
+        if self.lambda_y:
+            rows = self.table[self.ia].to(c.dtype)  # (n, Lb)
+            cols = torch.nn.functional.one_hot(self.ib, self.table.shape[1]).to(c.dtype)  # (m, Lb)
+            c.addmm_(rows, cols.T, alpha=self.lambda_y)
+        return c
 
     def shifted(self, c: Tensor, h: Tensor, eps: float) -> Tensor:
         """(B, m) h - C / eps for a block c and h (m,) (per column) or (B, 1) (per row), written into a reused

@@ -22,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from dsflow.ot.stats import LabelStats
+from dsflow.ot.products import GRAM_LIMIT, shared_gram
+from dsflow.ot.stats import LabelStats, class_index
 
 __all__ = [
     "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
-    "cross_term_svd", "sqrtm_psd",
+    "cross_term_products", "cross_term_svd", "nuclear_norms", "sqrtm_psd",
 ]
 
 # Singular values below this fraction of the largest one get no gradient: the nuclear norm is not differentiable
@@ -145,7 +146,48 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
     else:
         flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
         flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
-        prods = (flat_a @ flat_b.T).view(ca, ra, cb, rb)[ia, :, ib]  # one GEMM, then the (P, ra, rb) pair blocks
+        prods = _pairs((flat_a @ flat_b.T).view(ca, ra, cb, rb), ia, ib)  # one GEMM, then the pair blocks
+    return nuclear_norms(prods)
+
+
+def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
+    inner products of the samples themselves (:func:`~dsflow.ot.products.shared_gram`, one GEMM that the
+    outer cost reuses), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
+    x_i . y_j - x_i . mu_b - mu_a . y_j + mu_a . mu_b, all about the Gram's centre.
+
+    Needs ``samples`` on both summaries (as :func:`~dsflow.ot.stats.class_stats` records them).
+    """
+    assert a.samples is not None and b.samples is not None
+    (xa, ya), (xb, yb) = a.samples, b.samples
+    ca, cb = a.num_classes, b.num_classes
+    gram = shared_gram(xa, xb)
+    idx_a, mask_a = class_index(ya, ca)  # (Ca, ra)
+    idx_b, mask_b = class_index(yb, cb)  # (Cb, rb)
+    (ra, rb), c = (idx_a.shape[1], idx_b.shape[1]), gram.centre
+    mu_a, mu_b = a.means - c, b.means - c  # (Ca, d), (Cb, d)
+    x_mu = (xa - c) @ mu_b.T  # (n, Cb)
+    mu_y = mu_a @ (xb - c).T  # (Ca, m)
+    blocks = gram.prod.index_select(0, idx_a.flatten()).index_select(1, idx_b.flatten()).view(ca, ra, cb, rb)
+    blocks.sub_(x_mu[idx_a][..., None]).sub_(mu_y[:, idx_b][:, None]).add_((mu_a @ mu_b.T)[:, None, :, None])
+    scale_a = mask_a * (a.counts - 1).clamp_min(1).rsqrt()[:, None]  # (Ca, ra): 1 / sqrt(n_c - 1), 0 on padding
+    scale_b = mask_b * (b.counts - 1).clamp_min(1).rsqrt()[:, None]
+    blocks.mul_(scale_a[:, :, None, None]).mul_(scale_b[None, None])
+    return nuclear_norms(_pairs(blocks, ia, ib))
+
+
+def _pairs(blocks: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P, ra, rb) blocks (ia[p], ib[p]) of a (Ca, ra, Cb, rb) array (one contiguous copy, then a row gather)."""
+    ca, ra, cb, rb = blocks.shape
+    flat = blocks.permute(0, 2, 1, 3).reshape(ca * cb, ra, rb)
+    pick = ia * cb + ib
+    if pick.shape[0] == ca * cb and bool((pick == torch.arange(ca * cb, device=pick.device)).all()):
+        return flat
+    return flat[pick]
+
+
+def nuclear_norms(prods: Tensor) -> Tensor:
+    """(P,) nuclear norms of (P, ra, rb) matrices from the eigenvalues of their smaller Gram matrices."""
     gram = prods @ prods.transpose(1, 2) if prods.shape[1] <= prods.shape[2] else prods.transpose(1, 2) @ prods
     return batched_eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
@@ -153,6 +195,9 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
 def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
     """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
     if a.factors is not None and b.factors is not None:
+        if (a.samples is not None and b.samples is not None
+                and a.samples[0].shape[0] * b.samples[0].shape[0] <= GRAM_LIMIT):
+            return cross_term_products(a, b, ia, ib)
         return cross_term_gram(a.factors, b.factors, ia, ib)
     roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
     inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)

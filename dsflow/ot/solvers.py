@@ -30,6 +30,7 @@ from torch import Tensor
 from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, sweep_cross, sweep_self
 from dsflow.ot.kernel import kernel_cross, kernel_self
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
+from dsflow.ot.products import clear_grams
 from dsflow.ot.sinkhorn import bounding_diameter
 
 __all__ = ["OuterSolver", "GeomlossSolver", "WarmSinkhorn"]
@@ -66,6 +67,7 @@ class GeomlossSolver(OuterSolver):
     """
 
     def __call__(self, x, x_ref, labels, settings, weights=None, ref_weights=None):  # noqa: D102
+        clear_grams()  # the label tables' shared products (dsflow.ot.products): this path builds its own costs
         return otdd(x, x_ref, labels, settings, weights, ref_weights)
 
 
@@ -309,6 +311,7 @@ class WarmSinkhorn(OuterSolver):
         self.last_converged = True
         with torch.no_grad():
             parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
+        clear_grams()  # products the label tables shared and this call did not take are stale from now on
         return _EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
 
     def _solve(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, weights: Tensor | None,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LabelStats", "class_counts", "class_means", "class_factors", "class_stats", "group_by_class", "check_labels"]
+__all__ = ["LabelStats", "class_counts", "class_means", "class_factors", "class_stats", "group_by_class", "class_index",
+           "check_labels"]
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,15 @@ class LabelStats:
         factors: (C, d, r) centred samples scaled by 1/sqrt(n_c - 1), zero-padded to the largest class, so that
             cov_c = factors_c @ factors_c^T; None when the statistics are parameters rather than sample moments.
         counts: (C,) samples per class (float; weights for parameters).
+        samples: the (n, d) features and (n,) labels the moments were taken from, when they were (the fast
+            tables then take the factors' products from a GEMM shared with the outer cost, :mod:`dsflow.ot.products`).
     """
 
     means: Tensor
     covs: Tensor | None
     factors: Tensor | None
     counts: Tensor
+    samples: tuple[Tensor, Tensor] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -51,7 +55,8 @@ class LabelStats:
         def d(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.detach()
 
-        return LabelStats(self.means.detach(), d(self.covs), d(self.factors), self.counts.detach())
+        samples = None if self.samples is None else (self.samples[0].detach(), self.samples[1])
+        return LabelStats(self.means.detach(), d(self.covs), d(self.factors), self.counts.detach(), samples)
 
 
 def check_labels(y: Tensor, num_classes: int, name: str = "labels", min_count: int = 1) -> Tensor:
@@ -90,16 +95,31 @@ def class_means(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
     return sums / counts[:, None]
 
 
-def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
-    """(C, r, d) the samples of each class, zero-padded to the largest class size r; differentiable in x."""
-    n = x.shape[0]
+def _slots(y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor, int]:
+    """Samples grouped by class: order (n,), the class ys (n,) and rank pos (n,) of sample order[k] within its
+    class, and the largest class size r."""
     counts = class_counts(y, num_classes)
     order = torch.argsort(y, stable=True)  # samples grouped by class
     ys = y[order]
     starts = torch.cumsum(counts, 0) - counts  # (C,) first position of each class in `order`
-    pos = torch.arange(n, device=x.device) - starts[ys]  # (n,) rank of each sample within its class
-    r = int(counts.max())
+    pos = torch.arange(y.shape[0], device=y.device) - starts[ys]  # (n,) rank of each sample within its class
+    return order, ys, pos, int(counts.max())
+
+
+def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
+    """(C, r, d) the samples of each class, zero-padded to the largest class size r; differentiable in x."""
+    order, ys, pos, r = _slots(y, num_classes)
     return x.new_zeros(num_classes, r, *x.shape[1:]).index_put((ys, pos), x[order])  # (C, r, d)
+
+
+def class_index(y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
+    """(C, r) index of the samples of each class in the order of :func:`group_by_class` (padding: 0) and the
+    (C, r) mask of real entries."""
+    order, ys, pos, r = _slots(y, num_classes)
+    index = torch.zeros(num_classes, r, dtype=torch.long, device=y.device).index_put_((ys, pos), order)
+    mask = torch.zeros(num_classes, r, dtype=torch.bool, device=y.device).index_put_(
+        (ys, pos), torch.ones_like(ys, dtype=torch.bool))
+    return index, mask
 
 
 def class_factors(x: Tensor, y: Tensor, num_classes: int, means: Tensor | None = None) -> Tensor:
@@ -140,4 +160,4 @@ def class_stats(
     if keep_covs is None:
         keep_covs = factors.shape[-1] >= x.shape[1]
     covs = factors @ factors.transpose(-1, -2) if keep_covs else None  # (C, d, d)
-    return LabelStats(means, covs, None if keep_covs else factors, counts)
+    return LabelStats(means, covs, None if keep_covs else factors, counts, (x, y))
