@@ -62,7 +62,7 @@ def make_2d(n: int, seed: int, means: list[list[float]], std: float, device: tor
 
 
 def build(workload: str, n: int, device: torch.device, solver: str, max_iter: int, warm_levels: int = 16,
-          tol: float = 1e-4, warm_margin: int = 0, overrelax: float = 1.8) -> FlowModule:
+          tol: float = 1e-4, warm_margin: int = 0, overrelax: float = 1.5) -> FlowModule:
     """A FlowModule (OTDD alone, fd-fl, Gaussian label distances) with the workload's data on ``device``."""
     if workload == "784d":
         source, reference, eps = make_784d(n, 0, 0.0, device), make_784d(n, 1, 0.25, device), 1.0
@@ -94,7 +94,7 @@ def gradient_error(module: FlowModule) -> float:
 
 
 def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_iter: int, warm_levels: int,
-            tol: float, check: bool, warm_margin: int = 0, overrelax: float = 1.8) -> dict:
+            tol: float, check: bool, warm_margin: int = 0, overrelax: float = 1.5) -> dict:
     """Time ``steps`` flow steps after ``warmup`` (the first one starts Sinkhorn cold) in this process."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = build(workload, n, device, solver, max_iter, warm_levels, tol, warm_margin, overrelax)
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--solver", default="fast", choices=["fast", "dense"], help="WarmSinkhorn or geomloss")
     parser.add_argument("--max-iter", type=int, default=50, help="WarmSinkhorn sweeps per step at most")
     parser.add_argument("--warm-margin", type=int, default=0, help="WarmSinkhorn warm_margin")
-    parser.add_argument("--overrelax", type=float, default=1.8, help="WarmSinkhorn overrelax (1: plain sweeps)")
+    parser.add_argument("--overrelax", type=float, default=1.5, help="WarmSinkhorn overrelax (1: plain sweeps)")
     parser.add_argument("--tol", type=float, default=1e-4, help="WarmSinkhorn tolerance (log-marginal change)")
     parser.add_argument("--check-up-to", type=int, default=5000,
                         help="report the gradient error against a converged solve for n up to this (it costs a solve)")

@@ -101,7 +101,7 @@ class WarmSinkhorn(OuterSolver):
     def __init__(
         self, tol: float = 1e-4, max_iter: int = 50, check_every: int = 5, dense_limit: int = 60_000_000,
         block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
-        overrelax: float = 1.8, warm_margin: int = 0,
+        overrelax: float = 1.5, warm_margin: int = 0,
     ) -> None:
         if not 1.0 <= overrelax < 2.0:
             raise ValueError(f"WarmSinkhorn: overrelax must lie in [1, 2), got {overrelax}")
