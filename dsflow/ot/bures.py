@@ -128,7 +128,7 @@ def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
 # Fast tables for statistics that need no gradient (fd-fl refreshes them every step under no_grad).
 
 
-def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor, all_pairs: bool = False) -> Tensor:
     """(P,) nuclear norms |A_ia[p]^T B_ib[p]|_* of class pairs, from the eigenvalues of the smaller Gram matrix.
 
     |A^T B|_* = sum_k sqrt(lambda_k(M)), M = (A^T B)(A^T B)^T: one batched GEMM and a symmetric eigenvalue
@@ -139,6 +139,7 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
         factors_a: (Ca, d, ra) factors of the first side's classes.
         factors_b: (Cb, d, rb) factors of the second side's classes.
         ia, ib: (P,) the class of each side in pair p.
+        all_pairs: (ia, ib) is every pair, in row-major order (the blocks are then taken without a gather).
     """
     (ca, d, ra), (cb, _, rb) = factors_a.shape, factors_b.shape
     if 2 * ia.shape[0] <= ca * cb:  # few pairs (a symmetric table's upper triangle): only their blocks
@@ -146,11 +147,11 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
     else:
         flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
         flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
-        prods = _pairs((flat_a @ flat_b.T).view(ca, ra, cb, rb), ia, ib)  # one GEMM, then the pair blocks
+        prods = _pairs((flat_a @ flat_b.T).view(ca, ra, cb, rb), ia, ib, all_pairs)  # one GEMM, then the blocks
     return nuclear_norms(prods)
 
 
-def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
+def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool = False) -> Tensor:
     """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
     inner products of the samples themselves (:func:`~dsflow.ot.products.shared_gram`, one GEMM that the
     outer cost reuses), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
@@ -173,17 +174,15 @@ def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) ->
     scale_a = mask_a * (a.counts - 1).clamp_min(1).rsqrt()[:, None]  # (Ca, ra): 1 / sqrt(n_c - 1), 0 on padding
     scale_b = mask_b * (b.counts - 1).clamp_min(1).rsqrt()[:, None]
     blocks.mul_(scale_a[:, :, None, None]).mul_(scale_b[None, None])
-    return nuclear_norms(_pairs(blocks, ia, ib))
+    return nuclear_norms(_pairs(blocks, ia, ib, all_pairs))
 
 
-def _pairs(blocks: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
-    """(P, ra, rb) blocks (ia[p], ib[p]) of a (Ca, ra, Cb, rb) array (one contiguous copy, then a row gather)."""
+def _pairs(blocks: Tensor, ia: Tensor, ib: Tensor, all_pairs: bool) -> Tensor:
+    """(P, ra, rb) blocks (ia[p], ib[p]) of a (Ca, ra, Cb, rb) array (one contiguous copy, and a row gather
+    unless ``all_pairs``)."""
     ca, ra, cb, rb = blocks.shape
     flat = blocks.permute(0, 2, 1, 3).reshape(ca * cb, ra, rb)
-    pick = ia * cb + ib
-    if pick.shape[0] == ca * cb and bool((pick == torch.arange(ca * cb, device=pick.device)).all()):
-        return flat
-    return flat[pick]
+    return flat if all_pairs else flat[ia * cb + ib]
 
 
 def nuclear_norms(prods: Tensor) -> Tensor:
@@ -192,13 +191,13 @@ def nuclear_norms(prods: Tensor) -> Tensor:
     return batched_eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
 
-def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor) -> Tensor:
+def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool) -> Tensor:
     """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
     if a.factors is not None and b.factors is not None:
         if (a.samples is not None and b.samples is not None
                 and a.samples[0].shape[0] * b.samples[0].shape[0] <= GRAM_LIMIT):
-            return cross_term_products(a, b, ia, ib)
-        return cross_term_gram(a.factors, b.factors, ia, ib)
+            return cross_term_products(a, b, ia, ib, all_pairs)
+        return cross_term_gram(a.factors, b.factors, ia, ib, all_pairs)
     roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
     inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
     inner = 0.5 * (inner + inner.transpose(-1, -2))
@@ -222,6 +221,6 @@ def bures_pair_table(a: LabelStats, b: LabelStats | None = None) -> Tensor:
         ia, ib = torch.cartesian_prod(torch.arange(ca, device=a.means.device),
                                       torch.arange(cb, device=a.means.device)).T  # (2, Ca Cb)
     mean_term = (a.means[ia] - b.means[ib]).pow(2).sum(-1)  # (P,)
-    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib)
+    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib, not symmetric)
     table = a.means.new_zeros(ca, cb).index_put_((ia, ib), values.clamp_min(0))
     return table + table.T if symmetric else table
