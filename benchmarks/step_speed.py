@@ -83,13 +83,14 @@ def gradient_error(module: FlowModule) -> float:
     term = module.objective.terms[0]
     state = module.state()
     saved = dict(getattr(term.solver, "_potentials", {}))
+    saved_moved = getattr(term.solver, "_moved", None)
     grads = []
     for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
         x = state.x.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(otdd(x, state.x_ref, state.labels, term.settings, solver=solver), x)
         grads.append(g)
     if saved:
-        term.solver._potentials = saved
+        term.solver._potentials, term.solver._moved = saved, saved_moved
     return float((grads[0] - grads[1]).norm() / grads[1].norm())
 
 

@@ -180,3 +180,28 @@ def test_solver_warns_once_when_it_stops_short_of_its_tolerance() -> None:
         converged = WarmSinkhorn(**TIGHT)
         otdd(x, x_ref, labels, s, solver=converged)  # meets its tolerance: no warning
     assert converged.last_converged
+
+
+def test_a_warm_step_with_fixed_sweeps_reads_back_one_scalar(monkeypatch) -> None:
+    """On a GPU every read of a device value (item, tolist, bool, int, float) is a host round trip that stalls
+    the queue. A warm fd-fl step (Gaussian tables through the shared products, stored costs, fixed sweeps)
+    reads back exactly one scalar: the previous call's potential change, which on CUDA comes from pinned memory
+    copied a step earlier (dsflow.ot.solvers._host_later). Eigensolver error checks inside torch are not seen."""
+    from dsflow.flows import OTDDTerm
+    from tests.flow_helpers import flow_steps, make_flow, two_blobs
+
+    source, reference = two_blobs(30, d=40, seed=0), two_blobs(30, d=40, seed=1)  # classes < d: factor tables
+    flow = make_flow([OTDDTerm(eps=0.5, solver=WarmSinkhorn(max_iter=5, check_every=6))], source, reference)
+    flow_steps(flow, 2)  # cold start, then warm: the label layouts and the reference term are cached
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original):
+            reads.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    flow_steps(flow, 1)
+    monkeypatch.undo()
+    assert reads == ["__float__"], reads

@@ -28,6 +28,12 @@ from dsflow.ot.products import Gram, take_gram
 __all__ = ["GroundCost", "Extrapolation", "sweep_cross", "sweep_self", "extrapolate"]
 
 
+def one_hot(index: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
+    """(m, classes) one-hot rows of index (m,); unlike torch.nn.functional.one_hot, no range check (a host
+    synchronisation on a GPU): the label rows were validated when the tables were built."""
+    return torch.zeros(index.shape[0], classes, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
+
+
 class GroundCost:
     """The (n, m) OTDD ground cost between x and y, stored or rebuilt block by block.
 
@@ -60,7 +66,7 @@ class GroundCost:
         if self._aug:
             k = lambda_y / (2.0 * lambda_x)
             self._xa = torch.cat([x, table[ia].to(x.dtype) * -k], 1)  # (n, d + Lb)
-            self._ya = torch.cat([y, torch.nn.functional.one_hot(ib, table.shape[1]).to(y.dtype)], 1)  # (m, d + Lb)
+            self._ya = torch.cat([y, one_hot(ib, table.shape[1], y.dtype)], 1)  # (m, d + Lb)
         self.full = self._compute(0, self.n) if store else None
 
     def _from_gram(self, gram: Gram) -> Tensor:
@@ -71,7 +77,7 @@ class GroundCost:
         c = gram.prod.mul_(-2.0).add_(sq_y[None, :]).add_(sq_x[:, None]).clamp_min_(0).mul_(self.lambda_x)
         if self.lambda_y:
             rows = self.table[self.ia].to(c.dtype)  # (n, Lb)
-            cols = torch.nn.functional.one_hot(self.ib, self.table.shape[1]).to(c.dtype)  # (m, Lb)
+            cols = one_hot(self.ib, self.table.shape[1], c.dtype)  # (m, Lb)
             c.addmm_(rows, cols.T, alpha=self.lambda_y)
         return c
 

@@ -64,9 +64,15 @@ def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...
     At each check the scalings are absorbed if large; if they overflowed, the iterations since the last check
     are undone and the kernel is rebuilt from the last good potentials before going on. If ``state["omega"]``
     (over-relaxation) exceeds 1 and the change did not shrink since the previous check, the iterations since
-    then are undone and omega drops to 1.
+    then are undone and omega drops to 1. With ``check_every > max_iter`` it runs exactly ``max_iter`` updates
+    and reads nothing back to the host (the scalings must then stay within float range on their own: a warm
+    start a few sweeps from convergence).
     """
     saved, last = dict(state), math.inf
+    if check_every > max_iter:  # fixed sweeps: no check, hence no host synchronisation (and no absorption)
+        for _ in range(max_iter):
+            update()
+        return max_iter, False
     for it in range(1, max_iter + 1):
         change = update()
         if it % check_every and it < max_iter:

@@ -22,7 +22,7 @@ import dataclasses
 import math
 import warnings
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -127,6 +127,7 @@ class WarmSinkhorn(OuterSolver):
         self._restored: dict[str, Any] = {}
         self._ref_key: tuple | None = None
         self._ref_term: Tensor | None = None
+        self._moved: Callable[[], float] | None = None  # the last call's potential change, read without a stall
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start potentials (on CPU) and the problem they solve, so that a resumed flow is exact."""
@@ -166,7 +167,7 @@ class WarmSinkhorn(OuterSolver):
         """Note a solve's sweeps; warn once per solver when one stops at ``max_iter`` short of ``tol``."""
         self.last_iterations = iters
         self.last_converged = self.last_converged and converged
-        if not converged and not self._warned:
+        if not converged and not self._warned and self.check_every <= self.max_iter:  # fixed sweeps: not checked
             self._warned = True
             warnings.warn(
                 f"WarmSinkhorn: a Sinkhorn problem stopped at max_iter={self.max_iter} sweeps before its tolerance "
@@ -331,7 +332,7 @@ class WarmSinkhorn(OuterSolver):
             lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
         if warm:
-            moved = float(warm["moved"]) if "moved" in warm else 0.0  # one host sync per call
+            moved = self._moved() if self._moved is not None else float(warm.get("moved", 0.0))
             levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + self.warm_margin
             levels = min(self.warm_levels, levels, warm.get("cold_levels", levels))  # never more than cold
             schedule = [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
@@ -357,7 +358,26 @@ class WarmSinkhorn(OuterSolver):
             state["p"] = p
         if self.warm_start:
             self._potentials = state
+            self._moved = _host_later(state["moved"])
         return value, grad, grad_ss, grad_sr
+
+
+def _host_later(t: Tensor) -> Callable[[], float]:
+    """A reader of the device scalar t that does not stall the device: on CUDA, t is copied to pinned host memory
+    behind the work already queued, and the reader waits for that copy alone (by the next flow step, long done)
+    instead of for everything queued since; elsewhere it reads t."""
+    if t.device.type != "cuda":
+        return lambda: float(t)
+    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+    host.copy_(t, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+
+    def read() -> float:
+        done.synchronize()
+        return float(host)
+
+    return read
 
 
 class _EnvelopeValue(torch.autograd.Function):

@@ -8,6 +8,7 @@ every class needs at least two samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -83,9 +84,45 @@ def check_labels(y: Tensor, num_classes: int, name: str = "labels", min_count: i
     return counts
 
 
+class _Layout(NamedTuple):
+    """How the samples of a label vector fall into classes (see :func:`_layout`)."""
+
+    counts: Tensor  # (C,) samples per class, on y's device
+    host_counts: tuple[int, ...]  # the same on the host
+    order: Tensor  # (n,) samples grouped by class
+    ys: Tensor  # (n,) class of sample order[k]
+    pos: Tensor  # (n,) rank of sample order[k] within its class
+
+
+_LAYOUTS: list[tuple[tuple, Tensor, _Layout]] = []  # (key, labels kept alive, layout), most recent last
+_MAX_LAYOUTS = 4
+
+
+def _layout(y: Tensor, num_classes: int) -> _Layout:
+    """Class counts and grouping of labels y (n,), memoised while y is unchanged.
+
+    Labels rarely change during a flow (fd-fl: never), so the counts are read to the host once per label vector
+    (one device synchronisation) rather than at every step; the memo holds a reference to y (its storage cannot
+    be reused) and its version counter (an in-place relabelling invalidates the entry).
+    """
+    key = (y.data_ptr(), y._version, tuple(y.shape), y.dtype, y.device, num_classes)
+    for k, _, layout in _LAYOUTS:
+        if k == key:
+            return layout
+    counts = torch.bincount(y, minlength=num_classes)
+    order = torch.argsort(y, stable=True)
+    ys = y[order]
+    starts = torch.cumsum(counts, 0) - counts  # (C,) first position of each class in `order`
+    pos = torch.arange(y.shape[0], device=y.device) - starts[ys]
+    layout = _Layout(counts, tuple(counts.tolist()), order, ys, pos)
+    _LAYOUTS.append((key, y, layout))
+    del _LAYOUTS[:-_MAX_LAYOUTS]
+    return layout
+
+
 def class_counts(y: Tensor, num_classes: int) -> Tensor:
-    """(C,) number of samples of each class."""
-    return torch.bincount(y, minlength=num_classes)
+    """(C,) number of samples of each class (memoised per label vector, :func:`_layout`)."""
+    return _layout(y, num_classes).counts
 
 
 def class_means(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
@@ -98,12 +135,8 @@ def class_means(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
 def _slots(y: Tensor, num_classes: int) -> tuple[Tensor, Tensor, Tensor, int]:
     """Samples grouped by class: order (n,), the class ys (n,) and rank pos (n,) of sample order[k] within its
     class, and the largest class size r."""
-    counts = class_counts(y, num_classes)
-    order = torch.argsort(y, stable=True)  # samples grouped by class
-    ys = y[order]
-    starts = torch.cumsum(counts, 0) - counts  # (C,) first position of each class in `order`
-    pos = torch.arange(y.shape[0], device=y.device) - starts[ys]  # (n,) rank of each sample within its class
-    return order, ys, pos, int(counts.max())
+    layout = _layout(y, num_classes)
+    return layout.order, layout.ys, layout.pos, max(layout.host_counts)
 
 
 def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
@@ -150,9 +183,10 @@ def class_stats(
     """
     if x.ndim != 2 or y.shape != (x.shape[0],):
         raise ValueError(f"class_stats: expected x (n, d) and y (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    counts = class_counts(y, num_classes)
-    if not singletons and bool((counts == 1).any()):
-        single = torch.nonzero(counts == 1).flatten().tolist()
+    layout = _layout(y, num_classes)
+    counts = layout.counts
+    if not singletons and 1 in layout.host_counts:
+        single = [c for c, k in enumerate(layout.host_counts) if k == 1]
         raise ValueError(f"class_stats: classes {single} have a single sample; a covariance needs at least 2")
     means = class_means(x, y, num_classes)
     factors = class_factors(x, y, num_classes, means)
