@@ -127,7 +127,7 @@ class WarmSinkhorn(OuterSolver):
         self._restored: dict[str, Any] = {}
         self._ref_key: tuple | None = None
         self._ref_term: Tensor | None = None
-        self._moved: Callable[[], float] | None = None  # the last call's potential change, read without a stall
+        self._moved: Callable[[], list[float]] | None = None  # last call's potential changes, read without a stall
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start potentials (on CPU) and the problem they solve, so that a resumed flow is exact."""
@@ -162,6 +162,12 @@ class WarmSinkhorn(OuterSolver):
         top = s.lambda_x * bounding_diameter(*clouds) ** 2 + s.lambda_y * float(table.max()) + s.eps
         steps = max(0, math.ceil(math.log(top / s.eps) / (-2 * math.log(s.scaling))))
         return [top * s.scaling ** (2 * k) for k in range(steps)] + [s.eps]
+
+    def _warm_schedule(self, moved: float, warm: dict, s: OTDDSettings) -> list[float]:
+        """Epsilon levels of a warm start whose potentials moved by ``moved`` in the previous call."""
+        levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + self.warm_margin
+        levels = min(self.warm_levels, levels, warm.get("cold_levels", levels))  # never more than cold
+        return [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
 
     def _record(self, iters: int, converged: bool) -> None:
         """Note a solve's sweeps; warn once per solver when one stops at ``max_iter`` short of ``tol``."""
@@ -331,13 +337,12 @@ class WarmSinkhorn(OuterSolver):
         if warm is None and not store and max(n, m) > self.coarse_size:
             lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
-        if warm:
-            moved = self._moved() if self._moved is not None else float(warm.get("moved", 0.0))
-            levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + self.warm_margin
-            levels = min(self.warm_levels, levels, warm.get("cold_levels", levels))  # never more than cold
-            schedule = [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
+        if warm:  # each problem re-anneals over as many levels as its own potentials moved by last time
+            moved = self._moved() if self._moved is not None else _pair(warm.get("moved", 0.0))
+            schedule, self_schedule = (self._warm_schedule(v, warm, s) for v in moved)
         else:
             schedule = self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
+            self_schedule = schedule
         c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store)
         f0 = warm["f"] if warm and "f" in warm else torch.zeros_like(a_log)
         g0 = warm["g"] if warm else torch.zeros_like(b_log)
@@ -345,37 +350,48 @@ class WarmSinkhorn(OuterSolver):
         del c_xy
         value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
-        state = {"key": key, "f": f, "g": g, "moved": (g - g0).abs().max() if warm else torch.zeros(()),
+        moved = [(g - g0).abs().max() if warm else g.new_zeros(()), g.new_zeros(())]  # cross, self
+        state = {"key": key, "f": f, "g": g,
                  "cold_levels": warm.get("cold_levels", len(schedule) - 1) if warm else len(schedule) - 1}
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store)
-            p, ext_xx = self._self(c_xx, a_log, warm["p"] if warm else torch.zeros_like(a_log), schedule, s.eps, want)
+            p0 = warm["p"] if warm else torch.zeros_like(a_log)
+            p, ext_xx = self._self(c_xx, a_log, p0, self_schedule, s.eps, want)
+            if warm:  # a rigidly moving source leaves its self potentials, and this, unchanged
+                moved[1] = (p - p0).abs().max()
             value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
             if grad is not None:
                 grad = grad - ext_xx.grad
             if ext_xx.table_grad is not None:
                 grad_ss = -0.5 * ext_xx.table_grad  # d(-OT(a, a) / 2) / d ss: half the self plan's label mass
             state["p"] = p
+        state["moved"] = torch.stack(moved)  # (2,)
         if self.warm_start:
             self._potentials = state
             self._moved = _host_later(state["moved"])
         return value, grad, grad_ss, grad_sr
 
 
-def _host_later(t: Tensor) -> Callable[[], float]:
-    """A reader of the device scalar t that does not stall the device: on CUDA, t is copied to pinned host memory
-    behind the work already queued, and the reader waits for that copy alone (by the next flow step, long done)
-    instead of for everything queued since; elsewhere it reads t."""
+def _pair(moved: Tensor | float) -> list[float]:
+    """[cross, self] potential changes from a state's "moved" (a (2,) tensor, or one value in older states)."""
+    values = torch.as_tensor(moved).flatten().tolist()
+    return values * 2 if len(values) == 1 else values
+
+
+def _host_later(t: Tensor) -> Callable[[], list[float]]:
+    """A reader of the small device tensor t that does not stall the device: on CUDA, t is copied to pinned host
+    memory behind the work already queued, and the reader waits for that copy alone (by the next flow step, long
+    done) instead of for everything queued since; elsewhere it reads t."""
     if t.device.type != "cuda":
-        return lambda: float(t)
+        return lambda: t.tolist()
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t, non_blocking=True)
     done = torch.cuda.Event()
     done.record()
 
-    def read() -> float:
+    def read() -> list[float]:
         done.synchronize()
-        return float(host)
+        return host.tolist()
 
     return read
 
