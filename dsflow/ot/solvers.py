@@ -338,7 +338,8 @@ class WarmSinkhorn(OuterSolver):
             lab = LabelCosts(labels.src_index, labels.ref_index, ss, sr, labels.rr)
             warm = {"g": self._coarse_cross(x, x_ref, lab, s), "p": self._coarse_self(x, labels.src_index, ss, s)}
         if warm:  # each problem re-anneals over as many levels as its own potentials moved by last time
-            moved = self._moved() if self._moved is not None else _pair(warm.get("moved", 0.0))
+            live = self._moved is not None and warm is self._potentials  # not a multiscale start's guess
+            moved = self._moved() if live else _pair(warm.get("moved", 0.0))
             schedule, self_schedule = (self._warm_schedule(v, warm, s) for v in moved)
         else:
             schedule = self._schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
