@@ -92,6 +92,8 @@ class _Layout(NamedTuple):
     order: Tensor  # (n,) samples grouped by class
     ys: Tensor  # (n,) class of sample order[k]
     pos: Tensor  # (n,) rank of sample order[k] within its class
+    index: Tensor  # (C, r) index of the samples of each class (padding: 0), r the largest class size
+    mask: Tensor  # (C, r) real entries of index
 
 
 _LAYOUTS: list[tuple[tuple, Tensor, _Layout]] = []  # (key, labels kept alive, layout), most recent last
@@ -114,7 +116,10 @@ def _layout(y: Tensor, num_classes: int) -> _Layout:
     ys = y[order]
     starts = torch.cumsum(counts, 0) - counts  # (C,) first position of each class in `order`
     pos = torch.arange(y.shape[0], device=y.device) - starts[ys]
-    layout = _Layout(counts, tuple(counts.tolist()), order, ys, pos)
+    host = tuple(counts.tolist())
+    index = torch.zeros(num_classes, max(host), dtype=torch.long, device=y.device).index_put_((ys, pos), order)
+    mask = torch.arange(max(host), device=y.device)[None, :] < counts[:, None]
+    layout = _Layout(counts, host, order, ys, pos, index, mask)
     _LAYOUTS.append((key, y, layout))
     del _LAYOUTS[:-_MAX_LAYOUTS]
     return layout
@@ -148,11 +153,8 @@ def group_by_class(x: Tensor, y: Tensor, num_classes: int) -> Tensor:
 def class_index(y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
     """(C, r) index of the samples of each class in the order of :func:`group_by_class` (padding: 0) and the
     (C, r) mask of real entries."""
-    order, ys, pos, r = _slots(y, num_classes)
-    index = torch.zeros(num_classes, r, dtype=torch.long, device=y.device).index_put_((ys, pos), order)
-    mask = torch.zeros(num_classes, r, dtype=torch.bool, device=y.device).index_put_(
-        (ys, pos), torch.ones_like(ys, dtype=torch.bool))
-    return index, mask
+    layout = _layout(y, num_classes)  # made once per label vector, with the counts
+    return layout.index, layout.mask
 
 
 def class_factors(x: Tensor, y: Tensor, num_classes: int, means: Tensor | None = None) -> Tensor:
