@@ -135,3 +135,66 @@ def test_flow_cli_fmnist_configs_score_through_the_coupling(name: str, tmp_path:
     history = json.loads((tmp_path / "run/oracle/history.json").read_text())
     assert [h["step"] for h in history][::len(history) - 1] == [0, 2]
     assert all(0 <= h["accuracy"] <= 100 for h in history)
+
+
+def _nearest_centre_oracle(centres: torch.Tensor, shape: tuple[int, ...]):
+    """A frozen oracle that predicts the nearest of the (C, d) centres: logits 2 <x, mu_c> - |mu_c|^2."""
+    from dsflow.tasks.oracle import Oracle
+
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(centres.shape[1], centres.shape[0]))
+    with torch.no_grad():
+        net[1].weight.copy_(2 * centres)
+        net[1].bias.copy_(-(centres**2).sum(1))
+    return Oracle(net.eval(), shape, centres.shape[0], "nearest-centre")
+
+
+def test_coupling_recovers_a_permuted_label_set_and_scores_through_it() -> None:
+    """Source class c' sits on reference class perm[c']: the coupling is that permutation, and scoring through it
+    (and through the Hungarian alignment of relabelled clusters) gives 100 %, without it 0 %."""
+    from dsflow.callbacks.oracle import coupling_head, score
+    from dsflow.data import hungarian_alignment
+    from dsflow.ot import GaussianLabelDistance
+
+    gen = torch.Generator().manual_seed(0)
+    centres = 4.0 * torch.eye(4)[:3]  # (C=3, d=4): far apart against the noise
+    perm = torch.tensor([2, 0, 1])  # no fixed point
+    y_ref, y = torch.arange(60) % 3, torch.arange(45) % 3
+    x_ref = centres[y_ref] + 0.3 * torch.randn(60, 4, generator=gen)
+    x = centres[perm[y]] + 0.3 * torch.randn(45, 4, generator=gen)
+    head = coupling_head(x, y, 3, x_ref, y_ref, 3, GaussianLabelDistance())
+    expected = torch.zeros(3, 3)
+    expected[torch.arange(3), perm] = 1.0
+    assert torch.allclose(head.weight, expected)
+    oracle = _nearest_centre_oracle(centres, (1, 2, 2))
+    images = x.reshape(-1, 1, 2, 2)
+    assert score(oracle, images, y, head) == 100.0
+    assert score(oracle, images, y) == 0.0
+    sigma = torch.tensor([1, 2, 0])  # clusters are the classes under another name
+    pseudo = sigma[y]
+    alignment = hungarian_alignment(pseudo, y, 3, 3)
+    assert torch.equal(alignment[sigma], torch.arange(3))
+    pseudo_head = coupling_head(x, pseudo, 3, x_ref, y_ref, 3, GaussianLabelDistance())
+    assert score(oracle, images, y, pseudo_head, alignment) == 100.0
+
+
+def test_label_coupling_is_the_optimal_plan_for_unequal_histograms() -> None:
+    """ot.emd's plan meets both histograms and costs no more than the linear programme's optimum."""
+    from scipy.optimize import linprog
+
+    from dsflow.ot.coupling import CouplingHead, label_coupling
+
+    gen = torch.Generator().manual_seed(1)
+    cost = torch.rand(4, 3, generator=gen, dtype=torch.float64) * 10  # (C', C)
+    a = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    b = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
+    plan = label_coupling(cost, a, b)
+    assert torch.allclose(plan.sum(1), a) and torch.allclose(plan.sum(0), b)
+    rows = [np.kron(np.eye(4)[i], np.ones(3)) for i in range(4)] + [np.kron(np.ones(4), np.eye(3)[j]) for j in range(3)]
+    lp = linprog(cost.numpy().ravel(), A_eq=np.array(rows), b_eq=np.concatenate([a.numpy(), b.numpy()]), bounds=(0, None))
+    assert abs(float((plan * cost).sum()) - lp.fun) < 1e-9
+    head = CouplingHead(plan)
+    assert torch.allclose(head.weight.sum(1), torch.ones(4))
+    with pytest.raises(ValueError, match="without empty rows"):
+        CouplingHead(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"must be \(C', C\)"):
+        label_coupling(torch.zeros(3))
