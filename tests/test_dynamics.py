@@ -212,7 +212,7 @@ def test_swiss_roll_classes_follow_the_roll() -> None:
     for c in range(2):
         assert float(radius[data.y == c].max()) <= float(radius[data.y == c + 1].min()) + 1e-5
     torch.testing.assert_close(SwissRoll(seed=0).load().x, SwissRoll(seed=0).load().x)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="1 <= num_classes <= n, got n=10, num_classes=0"):
         SwissRoll(n=10, num_classes=0)
 
 

@@ -49,7 +49,7 @@ def test_pairs_split_and_errors(tmp_path: Path) -> None:
     pairs = FlowPairs(str(_flow_run(tmp_path)), val_fraction=0.25)
     pairs.setup()
     assert len(pairs.train_set) == 30 and len(pairs.val_set) == 10 and pairs.image_shape == (1, 8, 8)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="array file not found: .*final.npz"):
         FlowPairs(str(tmp_path / "nope")).setup()
     with pytest.raises(ValueError, match="val_fraction"):
         FlowPairs(str(tmp_path), val_fraction=1.0)

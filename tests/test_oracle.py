@@ -78,7 +78,7 @@ def test_scorer_rejects_mismatched_oracle_before_the_flow(tmp_path: Path) -> Non
     gauss = GaussianMixture([[0.0, 0.0], [3.0, 0.0]], n_per_class=5)
     with pytest.raises(ValueError, match="expects inputs of shape"):
         _fit(tmp_path, OracleScorer(str(ckpt)), gauss, gauss)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="oracle checkpoint not found: .*nope.ckpt"):
         _fit(tmp_path, OracleScorer(str(tmp_path / "nope.ckpt")), src, src)
 
 
