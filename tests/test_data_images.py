@@ -14,14 +14,7 @@ from dsflow.data import (
     CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, ArrayFile, FashionMNIST, FlowDataModule, ImageFolder,
     MissingDataError, data_root, stratified_indices, to_float_images,
 )
-
-
-def _need(*files: str) -> Path:
-    root = data_root()
-    missing = [f for f in files if not (root / f).exists()]
-    if missing:
-        pytest.fail(f"real data not under {root}: {missing}; set DSFLOW_DATA (CI uses ../shared/data)")
-    return root
+from tests.real_data import require_data
 
 
 # ----------------------------------------------------------------------------------------- processing helpers
@@ -50,20 +43,20 @@ def test_resize_and_channel_conversion_keep_unit_range() -> None:
 # ----------------------------------------------------------------------------------------- real local data
 @pytest.mark.parametrize("cls, folder", [(MNIST, "MNIST"), (FashionMNIST, "FashionMNIST")])
 def test_mnist_format_real(cls: type, folder: str) -> None:
-    _need(f"{folder}/raw/t10k-images-idx3-ubyte")
+    require_data(f"{folder}/raw/t10k-images-idx3-ubyte")
     data = cls(split="test", n=500, seed=0).load()
     assert data.x.shape == (500, 1, 28, 28) and data.num_classes == 10
     assert data.x.max() <= 1 and torch.bincount(data.y, minlength=10).min() >= 40
 
 
 def test_usps_real_resized_to_mnist_shape() -> None:
-    _need("usps.t.bz2")
+    require_data("usps.t.bz2")
     data = USPS(split="test", n=300, size=28).load()
     assert data.x.shape == (300, 1, 28, 28) and set(data.y.tolist()) == set(range(10))
 
 
 def test_array_files_real_usps_and_cifar() -> None:
-    _need("usps_h5/train.npz", "cifar10_jpeg/test.npz")
+    require_data("usps_h5/train.npz", "cifar10_jpeg/test.npz")
     usps = ArrayFile(path="usps_h5/train.npz", test_path="usps_h5/test.npz", split="test", size=28).load()
     assert usps.x.shape == (2007, 1, 28, 28) and usps.num_classes == 10
     cifar = ArrayFile(path="cifar10_jpeg/test.npz", n=100, size=28, channels=1).load()
@@ -71,7 +64,7 @@ def test_array_files_real_usps_and_cifar() -> None:
 
 
 def test_datamodule_fit_split_and_flow_source() -> None:
-    _need("MNIST/raw/train-images-idx3-ubyte")
+    require_data("MNIST/raw/train-images-idx3-ubyte")
     dm = MNIST(n=600, val_fraction=0.5, batch_size=100, test_split=None)
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))

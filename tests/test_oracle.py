@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from dsflow.callbacks import OracleScorer
-from dsflow.data import ArrayFile, FlowDataModule, GaussianMixture, data_root
+from dsflow.data import ArrayFile, FlowDataModule, GaussianMixture
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.models import LeNet5, ResNet18
 from dsflow.tasks import load_oracle, save_oracle
+from tests.real_data import require_data
 
 os.environ.setdefault("WANDB_MODE", "offline")
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -83,8 +84,7 @@ def test_scorer_rejects_mismatched_oracle_before_the_flow(tmp_path: Path) -> Non
 
 
 def test_train_cli_writes_a_loadable_oracle(tmp_path: Path) -> None:
-    if not (data_root() / "MNIST/raw/train-images-idx3-ubyte").exists():
-        pytest.fail("MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("MNIST/raw/train-images-idx3-ubyte")
     from dsflow.cli import train_main
 
     train_main(["fit", "--config", str(CONFIGS / "train/lenet_mnist.yaml"), "--data.init_args.n", "400",
@@ -94,8 +94,7 @@ def test_train_cli_writes_a_loadable_oracle(tmp_path: Path) -> None:
 
 
 def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
-    if not (data_root() / "usps.t.bz2").exists() or not (data_root() / "MNIST/raw").exists():
-        pytest.fail("USPS / MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("usps.t.bz2", "MNIST/raw")
     import yaml
 
     from dsflow.cli import flow_main
@@ -115,8 +114,7 @@ def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["fmnist_mnist", "fmnist_mnist_unlabeled"])
 def test_flow_cli_fmnist_configs_score_through_the_coupling(name: str, tmp_path: Path) -> None:
     """The Table 1 Fashion-MNIST configs (solver, coupling and, unlabeled, t-SNE pseudo-labels) parse and run."""
-    if not (data_root() / "FashionMNIST/raw").exists() or not (data_root() / "MNIST/raw").exists():
-        pytest.fail("Fashion-MNIST / MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("FashionMNIST/raw", "MNIST/raw")
     import yaml
 
     from dsflow.cli import flow_main

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dsflow.data import data_root
 from dsflow.models import LeNet5, ResNet18
 from dsflow.tasks import save_oracle
+from tests.real_data import require_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,8 +82,7 @@ def test_camelyon_config_on_real_format_files(tmp_path: Path, monkeypatch: pytes
 
 
 def test_usps_mnist_curves_per_label_weight(tmp_path: Path) -> None:
-    if not (data_root() / "usps.t.bz2").exists() or not (data_root() / "MNIST/raw").exists():
-        pytest.skip("USPS / MNIST not under the data root (set DSFLOW_DATA)")
+    require_data("usps.t.bz2", "MNIST/raw")
     curves = _run(tmp_path, "usps_mnist.yaml", save_oracle(LeNet5(), tmp_path / "lenet.ckpt"), n=40,
                   extra=["--lambda-y", "1", "5"])
     assert sorted(curves) == ["lambda_y=1", "lambda_y=5"]
