@@ -176,3 +176,42 @@ def test_npz_and_image_folder(tmp_path: Path) -> None:
             Image.fromarray(_images(1, 10, 10, 3)[0]).save(tmp_path / "imgs/test" / label / f"{i}.png")
     folder = ImageFolder(path=str(tmp_path / "imgs"), split="test", size=16).load()
     assert folder.x.shape == (6, 3, 16, 16) and folder.y.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+# ----------------------------------------------------------------------------------------- empty and degenerate data
+def test_empty_array_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.npz"
+    np.savez(path, images=np.zeros((0, 28, 28), np.uint8), labels=np.zeros(0, np.int64))
+    with pytest.raises(ValueError, match=r"empty\.npz: holds no samples \(`images` has shape \(0, 28, 28\)\)"):
+        ArrayFile(path=str(path)).load()
+
+
+def test_empty_image_folder_names_the_folder(tmp_path: Path) -> None:
+    (tmp_path / "imgs/train/cat").mkdir(parents=True)  # a class folder without images
+    with pytest.raises(ValueError, match=r"imgs/train: holds no images"):
+        ImageFolder(path=str(tmp_path / "imgs"), split="train").load()
+    (tmp_path / "bare/train").mkdir(parents=True)  # no class folder at all
+    with pytest.raises(ValueError, match=r"bare/train: holds no images"):
+        ImageFolder(path=str(tmp_path / "bare"), split="train").load()
+
+
+def test_subset_that_would_drop_a_class_is_an_error(tmp_path: Path) -> None:
+    """A rare class whose proportional share of n rounds to zero is never silently dropped."""
+    path = tmp_path / "rare.npz"
+    labels = np.array([0] * 50 + [1] * 49 + [2], np.int64)
+    np.savez(path, images=np.zeros((100, 8, 8), np.uint8), labels=labels)
+    with pytest.raises(ValueError, match=r"rare\.npz/train: a subset of n=10 holds no sample of classes \[2\]"):
+        ArrayFile(path=str(path), n=10).load()
+    assert ArrayFile(path=str(path), n=100).load().x.shape[0] == 100
+
+
+def test_single_sample_class_in_an_npz_target_names_dataset_and_class(tmp_path: Path) -> None:
+    """The Gaussian label distance needs a covariance per class: a one-sample class stops the flow before a step."""
+    from dsflow.flows import FlowModule
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "single.npz"
+    np.savez(path, images=rng.integers(0, 255, (21, 8, 8), dtype=np.uint8), labels=np.array([0] * 10 + [1] * 10 + [2]))
+    source, reference = ArrayFile(path=str(path)).load(), ArrayFile(path=str(path), n=20).load()
+    with pytest.raises(ValueError, match=r"single\.npz/train: classes \[2\] have \[1\] sample\(s\) but the label distance"):
+        FlowModule().init_data(source, reference)

@@ -25,6 +25,7 @@ class ArrayFile(ImageDataModule):
         path: the file of the ``train`` split (the only split when ``test_path`` is None).
         test_path: the file of the ``test`` split (optional).
         num_classes: size of the label set (default: largest label + 1).
+        name: what messages call it (default: ``path`` as given, so that errors name the file).
         **kwargs: see :class:`~dsflow.data.images.ImageDataModule`; ``split`` defaults to ``train`` here.
     """
 
@@ -34,8 +35,8 @@ class ArrayFile(ImageDataModule):
         super().__init__(split=split, **kwargs)
         self.paths = {"train": path, "test": test_path}
         self.num_classes = num_classes
-        if kwargs.get("name") is None:
-            self.name = Path(path).parent.name or Path(path).stem
+        if kwargs.get("name") is None:  # error messages name the file
+            self.name = str(path)
 
     def _file(self, split: str) -> Path:
         rel = self.paths[split]
@@ -50,6 +51,8 @@ class ArrayFile(ImageDataModule):
             raise MissingDataError(self.name, path.parent, [path.name], hint="an .npz with arrays `images` and `labels`")
         arrays = load_npz(path, keys=("images", "labels"))
         images, labels = arrays["images"], arrays["labels"]
+        if images.ndim >= 1 and images.shape[0] == 0:
+            raise ValueError(f"{path}: holds no samples (`images` has shape {images.shape}); nothing to flow or train on")
         if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
             raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}")
         if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],) or labels.min() < 0:
@@ -79,7 +82,10 @@ class ImageFolder(ImageDataModule):
         where = self.folder / split
         if not where.is_dir():
             raise MissingDataError(self.name, self.folder, [split], hint="expected <path>/<split>/<class>/<image files>")
-        ds = _TVImageFolder(str(where))
+        try:
+            ds = _TVImageFolder(str(where))
+        except FileNotFoundError as err:  # no class folder, or class folders without image files
+            raise ValueError(f"{where}: holds no images: expected <class>/<image files> under it ({err})") from err
         images, labels = [], []
         for file, label in ds.samples:
             img = ds.loader(file)

@@ -158,6 +158,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         images, labels = raw.images, raw.labels
         if n is not None:
             idx = stratified_indices(labels, n, raw.num_classes, self.seed, self.balanced)
+            _check_no_class_dropped(labels, labels[idx], raw.num_classes, n, f"{self.name}/{split}")
             images, labels = images[idx], labels[idx]
         x = to_float_images(images, self.size, self.channels)
         return LabeledData(x, labels, raw.num_classes, f"{self.name}/{split}")
@@ -189,3 +190,15 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         if "test" not in self._sets:
             raise ValueError(f"{self.name}: no test split configured (test_split=None)")
         return DataLoader(self._sets["test"], batch_size=512)
+
+
+def _check_no_class_dropped(full: Tensor, subset: Tensor, num_classes: int, n: int, name: str) -> None:
+    """A subset must keep every class of its split: a class whose share of ``n`` rounds to zero is an error."""
+    before = torch.bincount(full, minlength=num_classes) > 0
+    after = torch.bincount(subset, minlength=num_classes) > 0
+    dropped = torch.nonzero(before & ~after).flatten().tolist()
+    if dropped:
+        raise ValueError(
+            f"{name}: a subset of n={n} holds no sample of classes {dropped} (their share of n rounds to zero); "
+            f"raise n or set balanced: true"
+        )
