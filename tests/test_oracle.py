@@ -69,6 +69,30 @@ def test_scorer_logs_history_and_grids(tmp_path: Path) -> None:
     history = json.loads((tmp_path / "oracle/history.json").read_text())
     assert [h["step"] for h in history] == [0, 1, 2] and all(0 <= h["accuracy"] <= 100 for h in history)
     assert (tmp_path / "oracle/grid_step_000002.png").is_file()
+    from PIL import Image
+
+    # Fig. 5 grid: one panel per scored step (3) of 2 images per class, one row per class (3), at 110 dpi
+    assert Image.open(tmp_path / "oracle/flow_grid.png").size == (int((1.2 + 0.45 * 2 * 3) * 110), int((0.5 + 0.45 * 3) * 110))
+    assert Image.open(tmp_path / "oracle/curves.png").size == (550, 374)
+    assert Image.open(tmp_path / "oracle/trajectories.png").size == (572, 506)
+
+
+def test_flow_figures_panels_and_errors(tmp_path: Path) -> None:
+    """The figure functions draw one panel per frame and refuse frames that do not fit together."""
+    from PIL import Image
+
+    from dsflow.callbacks.flow_figures import image_flow_figure, trajectory_figure
+
+    x, y = torch.rand(5, 1, 8, 8), torch.tensor([0, 0, 0, 2, 2])  # unequal classes: row 2 ends in a blank cell
+    one = Image.open(image_flow_figure([(0, x)], y, tmp_path / "one.png")).size
+    four = Image.open(image_flow_figure([(s, x) for s in range(4)], y, tmp_path / "four.png")).size
+    assert one == (int((1.2 + 0.45 * 3) * 110), int((0.5 + 0.45 * 2) * 110)) and four[0] == int((1.2 + 0.45 * 12) * 110)
+    with pytest.raises(ValueError, match="frames of"):
+        image_flow_figure([(0, x), (1, x[:3])], y, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"\(4,\) labels for 5 images"):
+        image_flow_figure([(0, x)], y[:4], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="at least two frames"):
+        trajectory_figure([(0, x.reshape(5, -1).numpy())], y.numpy(), (x.reshape(5, -1).numpy(), y.numpy()), tmp_path / "t.png")
 
 
 def test_scorer_rejects_mismatched_oracle_before_the_flow(tmp_path: Path) -> None:

@@ -3,8 +3,12 @@
 Every ``every_n_steps`` steps (and before the first and after the last), the current particles are classified by
 a frozen oracle and the accuracy against their true labels is logged as ``oracle/acc`` next to
 ``oracle/objective``; image particles also get a fixed grid (the same particles, a few per class) as
-``flow/particles``. Files in the run directory: ``oracle/history.json`` (step, objective, accuracy) and
-``oracle/grid_step_{t:06d}.png``.
+``flow/particles``. Files in the run directory: ``oracle/history.json`` (step, objective, accuracy),
+``oracle/grid_step_{t:06d}.png`` and, at the end of the flow, three figures (also logged to W&B as
+``figures/*``): ``oracle/flow_grid.png`` (paper Fig. 5: the grid's particles at every scored step, one row per
+class, titled with step and accuracy), ``oracle/curves.png`` (Fig. 6: accuracy and objective against the step) and
+``oracle/trajectories.png`` (Fig. 3: the paths of up to 30 particles per class in the principal plane of source
+and reference); see :mod:`dsflow.callbacks.flow_figures`.
 
 Scoring (:func:`score`): the oracle's C-class probabilities, mapped to the flow's C' labels by a
 :class:`~dsflow.ot.coupling.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
@@ -24,6 +28,7 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from dsflow.callbacks.flow_figures import image_flow_figure, score_curves_figure, trajectory_figure
 from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
 from dsflow.io import write_json
 from dsflow.ot.coupling import CouplingHead, label_coupling
@@ -82,6 +87,9 @@ class OracleScorer(L.Callback):
         self._true: Tensor | None = None
         self._alignment: Tensor | None = None
         self._grid_idx: Tensor | None = None
+        self._path_idx: Tensor | None = None
+        self._frames: list[tuple[int, Tensor]] = []  # (step, grid particles (k, c, h, w)) for the Fig. 5 grid
+        self._paths: list[tuple[int, Tensor]] = []  # (step, path particles (k', d)) for the Fig. 3 paths
 
     # ------------------------------------------------------------ set-up and validation (before the first step)
     def setup(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
@@ -103,6 +111,8 @@ class OracleScorer(L.Callback):
         elif not self.coupling and oracle.num_classes != p.num_classes:
             raise ValueError(f"OracleScorer: oracle has {oracle.num_classes} classes but the particles {p.num_classes}; set coupling: true")
         self._grid_idx = _grid_indices(p.y.cpu(), p.num_classes, self.images_per_class, self.seed) if len(p.feature_shape) == 3 else None
+        self._path_idx = _grid_indices(p.y.cpu(), p.num_classes, 30, self.seed + 1)
+        self._frames, self._paths = [], []
 
     # ------------------------------------------------------------ scoring
     def current(self, pl_module: Any) -> float:
@@ -126,8 +136,13 @@ class OracleScorer(L.Callback):
         for logger in trainer.loggers:
             metrics = {"oracle/acc": acc} | ({"oracle/objective": objective} if step > 0 else {})
             logger.log_metrics(metrics, step=step)
-        if self._grid_idx is not None and trainer.is_global_zero:
-            self._grid(trainer, pl_module, step)
+        x = pl_module.particles.x.detach()
+        if self._path_idx is not None:
+            self._paths.append((step, x[self._path_idx].reshape(self._path_idx.numel(), -1).cpu().clone()))
+        if self._grid_idx is not None:
+            self._frames.append((step, x[self._grid_idx].reshape(-1, *pl_module.particles.feature_shape).cpu().clone()))
+            if trainer.is_global_zero:
+                self._grid(trainer, pl_module, step)
 
     def _grid(self, trainer: L.Trainer, pl_module: Any, step: int) -> None:
         p = pl_module.particles
@@ -151,6 +166,28 @@ class OracleScorer(L.Callback):
         self._record(trainer, pl_module)
         if trainer.is_global_zero:
             write_json(Path(trainer.default_root_dir) / "oracle" / "history.json", self.history)
+            self._figures(trainer, pl_module)
+
+    def _figures(self, trainer: L.Trainer, pl_module: Any) -> None:
+        """Write (and log to W&B) the Fig. 5 grid, the Fig. 6 curves and the Fig. 3 paths of this flow."""
+        out, p, ref = Path(trainer.default_root_dir) / "oracle", pl_module.particles, pl_module.reference
+        acc = {int(h["step"]): h["accuracy"] for h in self.history}
+        kind = "cluster" if self._alignment is not None else "class"
+        figures = {"curves": score_curves_figure(self.history, out / "curves.png")}
+        if self._grid_idx is not None and self._frames:
+            figures["flow_grid"] = image_flow_figure(
+                self._frames, p.y.cpu()[self._grid_idx], out / "flow_grid.png", acc,
+                title=f"the same particles along the flow (rows: {kind})")
+        if self._path_idx is not None and len(self._paths) > 1:
+            keep = torch.randperm(ref.x.shape[0], generator=torch.Generator().manual_seed(self.seed))[:500]
+            reference = (ref.x[keep].reshape(keep.numel(), -1).cpu().numpy(), ref.y[keep].cpu().numpy())
+            figures["trajectories"] = trajectory_figure(
+                [(s, x.numpy()) for s, x in self._paths], p.y.cpu()[self._path_idx].numpy(), reference,
+                out / "trajectories.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                for name, path in figures.items():
+                    logger.log_image(key=f"figures/{name}", images=[str(path)], step=trainer.global_step)
 
 
 def _grid_indices(y: Tensor, c: int, per_class: int, seed: int) -> Tensor | None:
