@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
+from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
 
@@ -83,7 +84,7 @@ class RunCLI(LightningCLI):
             if isinstance(logger, WandbLogger):
                 logger.experiment.finish()
         if self.trainer.is_global_zero:
-            print(f"run dir: {self.run_dir}", flush=True)
+            print(run_summary(self.run_dir, self.trainer), flush=True)
 
 
 class FlowCLI(RunCLI):
@@ -142,6 +143,7 @@ def _run_dir(given: str | None, name: str, ckpt_path: str | None) -> Path:
 
 def flow_main(args: list[str] | None = None) -> FlowCLI:
     """``flow.py``: ``fit`` a :class:`FlowModule` on a :class:`FlowDataModule` (or subclasses) from YAML."""
+    quiet_third_party()
     return FlowCLI(
         FlowModule,
         FlowDataModule,
@@ -167,6 +169,7 @@ class TrainCLI(RunCLI):
 def train_main(args: list[str] | None = None) -> TrainCLI:
     """``train.py``: ``fit``/``test`` a task module (a :class:`~dsflow.tasks.Classifier` oracle, a
     :class:`~dsflow.tasks.FlowMap`, or any LightningModule named by ``model.class_path``) on a DataModule."""
+    quiet_third_party()
     return TrainCLI(
         L.LightningModule,
         subclass_mode_model=True,

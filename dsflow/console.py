@@ -14,10 +14,13 @@ import: a library must not change a user's warning filters behind their back.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
+from pathlib import Path
+from typing import Any
 
-__all__ = ["quiet_third_party"]
+__all__ = ["quiet_third_party", "run_summary"]
 
 _KNOWN_HARMLESS = (
     (FutureWarning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
@@ -41,3 +44,34 @@ def quiet_third_party() -> None:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)
+
+
+def run_summary(run_dir: str | Path, trainer: Any) -> str:
+    """The lines a finished run ends with: what it did, how long it took, what it scored, and where it wrote.
+
+    Flows (a ``summary.json`` in ``run_dir``): steps, seconds, objective before and after, and the oracle accuracy
+    before and after when an :class:`~dsflow.callbacks.OracleScorer` scored it. Training runs: epochs, steps and the
+    best monitored value of the checkpoint callback.
+    """
+    run_dir = Path(run_dir)
+    lines = []
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        first = s.get("initial_objective")
+        start = "?" if first is None else f"{first:.4g}"
+        state = " (interrupted)" if s.get("interrupted") else ""
+        lines.append(f"flow{state}: {s['steps']} steps in {s['wall_time_s']:.1f} s ({s['seconds_per_step']:.3g} s/step), "
+                     f"{s['num_particles']} particles; objective {start} -> {s['final_objective']:.4g}")
+        for cb in trainer.callbacks:
+            history = getattr(cb, "history", None)
+            if history and isinstance(history, list) and "accuracy" in history[0]:
+                lines.append(f"oracle accuracy: {history[0]['accuracy']:.1f} % (step {history[0]['step']}) -> "
+                             f"{history[-1]['accuracy']:.1f} % (step {history[-1]['step']})")
+    else:
+        best = getattr(trainer.checkpoint_callback, "best_model_score", None)
+        monitor = getattr(trainer.checkpoint_callback, "monitor", None)
+        score = f"; best {monitor} {float(best):.4g}" if best is not None and monitor else ""
+        lines.append(f"trained {trainer.current_epoch} epochs ({trainer.global_step} steps){score}")
+    lines.append(f"run dir: {run_dir}")
+    return "\n".join(lines)
