@@ -161,6 +161,8 @@ class OracleScorer(L.Callback):
         k = self.every_n_steps
         if k and trainer.global_step % k == 0:
             self._record(trainer, pl_module)
+        if self.history:  # the latest accuracy in the progress bar's postfix, next to the objective
+            pl_module.log("oracle_acc", self.history[-1]["accuracy"], prog_bar=True, logger=False)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
         self._record(trainer, pl_module)
