@@ -25,7 +25,7 @@ from dsflow.flows import (
 )
 from dsflow.ot.label_distance import ExactLabelDistance, GaussianLabelDistance
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
-from dsflow.ot.sinkhorn import squared_distances
+from dsflow.ot.distances import squared_distances
 
 D = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")

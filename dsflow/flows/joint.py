@@ -26,7 +26,7 @@ from dsflow.flows.dynamics import LabelDynamics
 from dsflow.flows.particles import Particles, Reference
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance, diagonal_bures_table, diagonal_stats
 from dsflow.ot.otdd import LabelCosts
-from dsflow.ot.sinkhorn import squared_distances
+from dsflow.ot.distances import squared_distances
 from dsflow.ot.stats import LabelStats, check_labels, class_stats
 
 __all__ = ["JointDrivenFixed", "JointDrivenVariable"]

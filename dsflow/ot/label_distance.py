@@ -22,7 +22,7 @@ from geomloss import SamplesLoss
 from torch import Tensor
 
 from dsflow.ot.bures import bures_pair_table, bures_wasserstein_table
-from dsflow.ot.sinkhorn import bounding_diameter, squared_distances
+from dsflow.ot.distances import bounding_diameter, squared_distances
 from dsflow.ot.stats import LabelStats, class_counts, class_stats, group_by_class
 
 __all__ = ["LabelDistance", "GaussianLabelDistance", "ExactLabelDistance", "ClassSamples"]

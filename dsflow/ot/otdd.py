@@ -29,7 +29,7 @@ import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
-from dsflow.ot.sinkhorn import bounding_diameter, squared_distances
+from dsflow.ot.distances import bounding_diameter, squared_distances
 
 if TYPE_CHECKING:
     from dsflow.ot.solvers import OuterSolver

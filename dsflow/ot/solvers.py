@@ -28,10 +28,10 @@ import torch
 from torch import Tensor
 
 from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, sweep_cross, sweep_self
-from dsflow.ot.kernel import kernel_cross, kernel_self
+from dsflow.ot.kernel_sinkhorn import kernel_cross, kernel_self
 from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
 from dsflow.ot.products import clear_grams
-from dsflow.ot.sinkhorn import bounding_diameter
+from dsflow.ot.distances import bounding_diameter
 
 __all__ = ["OuterSolver", "GeomlossSolver", "WarmSinkhorn"]
 
@@ -93,7 +93,7 @@ class WarmSinkhorn(OuterSolver):
             (Sinkhorn at a small eps converges slowly even from close potentials; a short anneal costs a few sweeps).
         overrelax: over-relaxation omega in [1, 2) of the cross problem's sweeps on a stored cost (1: plain
             Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
-            (:mod:`dsflow.ot.kernel`).
+            (:mod:`dsflow.ot.kernel_sinkhorn`).
 
     ``check_every > max_iter`` runs exactly ``max_iter`` sweeps per call with no host synchronisation.
     """
