@@ -34,7 +34,8 @@ import torch
 from dsflow.data.base import LabeledData
 from dsflow.flows import FlowModule, OTDDTerm
 from dsflow.ot.otdd import otdd
-from dsflow.ot.solvers import GeomlossSolver, WarmSinkhorn
+from dsflow.ot.geomloss_solver import GeomlossSolver
+from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000]}
 
