@@ -24,7 +24,7 @@ from geomloss import SamplesLoss
 from torch import Tensor
 
 from dsflow.ot.bures import bures_pair_table, bures_wasserstein_table
-from dsflow.ot.class_layout import LayoutCache
+from dsflow.ot.class_layout import ClassLayout, LayoutCache
 from dsflow.ot.distances import bounding_diameter, squared_distances
 from dsflow.ot.products import SharedProducts
 from dsflow.ot.stats import LabelStats, class_stats, group_by_class
@@ -60,7 +60,7 @@ class LabelDistance(ABC):
         return self.table(self.summarize(x_a, y_a, c_a), self.summarize(x_b, y_b, c_b))
 
 
-def _layout(layouts: LayoutCache | None, y: Tensor, num_classes: int):
+def _layout(layouts: LayoutCache | None, y: Tensor, num_classes: int) -> ClassLayout | None:
     return None if layouts is None else layouts.get(y, num_classes)
 
 
@@ -181,7 +181,7 @@ class ExactLabelDistance(LabelDistance):
         self.scaling = scaling
 
     def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> ClassSamples:
-        layout = layouts.get(y, num_classes) if layouts is not None else None
+        layout = _layout(layouts, y, num_classes)
         points = group_by_class(x, y, num_classes, layout)  # (C, r, d)
         counts = layout.counts if layout is not None else torch.bincount(y, minlength=num_classes)
         r = points.shape[1]

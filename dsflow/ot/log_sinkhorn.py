@@ -24,7 +24,8 @@ from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
 
 __all__ = [
-    "SweepLimits", "CrossProblem", "SelfProblem", "anneal", "iterate", "solve", "cold_schedule", "warm_schedule",
+    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "anneal", "iterate", "solve", "cold_schedule",
+    "warm_schedule",
 ]
 
 
@@ -43,7 +44,10 @@ class SweepLimits(NamedTuple):
 
 
 class Problem(Protocol):
-    def sweep(self, eps: float, measure: bool = True) -> Tensor | None: ...
+    """A Sinkhorn problem stepped one sweep at a time (:class:`CrossProblem`, :class:`SelfProblem`)."""
+
+    def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
+        """One sweep at ``eps``; the largest potential change when ``measure`` (else None)."""
 
 
 class CrossProblem:

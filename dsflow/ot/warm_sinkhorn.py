@@ -188,7 +188,12 @@ class WarmSinkhorn(OuterSolver):
         return p, ext
 
     # ------------------------------------------------------------------ the divergence
-    def __call__(self, x, x_ref, labels, settings, weights=None, ref_weights=None):  # noqa: D102
+    def __call__(
+        self, x: Tensor, x_ref: Tensor, labels: LabelCosts, settings: OTDDSettings,
+        weights: Tensor | None = None, ref_weights: Tensor | None = None,
+    ) -> Tensor:
+        """The Sinkhorn divergence (a scalar) with envelope gradients in x, ss and sr; x_ref, rr and the weights
+        are fixed. Args as :class:`~dsflow.ot.outer_solver.OuterSolver`."""
         for name, t in (("x_ref", x_ref), ("rr", labels.rr), ("weights", weights), ("ref_weights", ref_weights)):
             if t is not None and t.requires_grad:
                 raise ValueError(f"WarmSinkhorn: {name} requires grad, but the fast path treats it as fixed; "
