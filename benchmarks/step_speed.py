@@ -34,7 +34,8 @@ import torch
 from dsflow.data.base import LabeledData
 from dsflow.flows import FlowModule, OTDDTerm
 from dsflow.ot.otdd import otdd
-from dsflow.ot.solvers import GeomlossSolver, WarmSinkhorn
+from dsflow.ot.geomloss_solver import GeomlossSolver
+from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000]}
 
@@ -82,15 +83,14 @@ def gradient_error(module: FlowModule) -> float:
     The solver's warm-start state is put back afterwards, so that the next step starts as it would have."""
     term = module.objective.terms[0]
     state = module.state()
-    saved = dict(getattr(term.solver, "_potentials", {}))
-    saved_moved = getattr(term.solver, "_moved", None)
+    saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.warm_state), never changed in place
     grads = []
     for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
         x = state.x.detach().clone().requires_grad_(True)
         (g,) = torch.autograd.grad(otdd(x, state.x_ref, state.labels, term.settings, solver=solver), x)
         grads.append(g)
-    if saved:
-        term.solver._potentials, term.solver._moved = saved, saved_moved
+    if saved is not None:
+        term.solver._state = saved
     return float((grads[0] - grads[1]).norm() / grads[1].norm())
 
 

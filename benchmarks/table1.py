@@ -38,8 +38,8 @@ from dsflow.data.base import DatasetSource
 from dsflow.data.pseudo import ClusterFeatures
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.models import LeNet5
-from dsflow.ot.label_distance import GaussianLabelDistance
-from dsflow.ot.solvers import WarmSinkhorn
+from dsflow.ot.label_distance import DiagonalGaussianLabelDistance, GaussianLabelDistance
+from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 from dsflow.tasks import Classifier, load_oracle
 
 #: named targets: the dataset class and whether its labels are MNIST's digits (no coupling layer needed)
@@ -123,7 +123,7 @@ def target_source(name: str, args: argparse.Namespace) -> tuple[DatasetSource, b
 def run_flow(source: DatasetSource, reference: DatasetSource, oracle: str, coupling: bool, out: Path,
              args: argparse.Namespace) -> tuple[float, float, float, list]:
     """Flow ``source`` onto ``reference``; returns accuracy before, after, seconds, scoring history."""
-    distance = GaussianLabelDistance(diagonal=args.diagonal)
+    distance = DiagonalGaussianLabelDistance() if args.diagonal else GaussianLabelDistance()
     term = OTDDTerm(eps=args.eps, lambda_x=args.lambda_x, lambda_y=args.lambda_y, scaling=args.scaling, label_distance=distance,
                     solver=WarmSinkhorn(max_iter=args.sinkhorn_iters))
     model = FlowModule([term], FeatureDriven(), partial(torch.optim.SGD, lr=args.lr, momentum=args.momentum))

@@ -43,7 +43,7 @@ from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, stratified_indices
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 from dsflow.io import load_trajectory
-from dsflow.ot.label_distance import GaussianLabelDistance
+from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks.flow_map import fit_flow_map
 from dsflow.tasks.transfer import accuracy, augmented, landing_labels, train_lenet
 
@@ -103,7 +103,7 @@ def dataset(name: str, seed: int, args: argparse.Namespace, balanced: bool = Fal
 
 def flow(source: LabeledData, target: LabeledData, run_dir: Path, args: argparse.Namespace) -> tuple[dict, float]:
     """Flow ``source`` onto ``target``; returns the saved trajectory (steps, x, y) and the seconds taken."""
-    term = OTDDTerm(eps=args.eps, lambda_x=1.0, lambda_y=args.lambda_y, label_distance=GaussianLabelDistance(diagonal=True))
+    term = OTDDTerm(eps=args.eps, lambda_x=1.0, lambda_y=args.lambda_y, label_distance=DiagonalGaussianLabelDistance())
     module = FlowModule([term], FeatureDriven(), partial(torch.optim.SGD, lr=args.lr))
     every = max(args.steps // max(args.snapshots, 1), 1)
     trainer = L.Trainer(max_steps=args.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,

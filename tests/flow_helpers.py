@@ -9,10 +9,12 @@ from dsflow.data.base import LabeledData
 from dsflow.flows import FlowModule, LabelDynamics, ObjectiveTerm
 
 
-def make_flow(terms: list[ObjectiveTerm], source: LabeledData, reference: LabeledData, dynamics: LabelDynamics | None = None) -> FlowModule:
+def make_flow(terms: list[ObjectiveTerm], source: LabeledData, reference: LabeledData,
+              dynamics: LabelDynamics | None = None, device: torch.device | str = "cpu") -> FlowModule:
+    """A FlowModule started from ``source`` towards ``reference``, on ``device``."""
     module = FlowModule(terms, dynamics)
     module.init_data(source, reference)
-    return module
+    return module.to(device)
 
 
 def flow_steps(module: FlowModule, steps: int, lr: float = 0.1, callback=None) -> torch.optim.Optimizer:

@@ -10,7 +10,7 @@ import torch
 
 from dsflow.data import FlowDataModule, GaussianMixture
 from dsflow.flows import FlowModule, OTDDTerm
-from dsflow.ot.solvers import GeomlossSolver
+from dsflow.ot import GeomlossSolver
 
 
 def _datamodule() -> FlowDataModule:
@@ -19,20 +19,21 @@ def _datamodule() -> FlowDataModule:
     return FlowDataModule(src, ref, steps_per_epoch=10)
 
 
-def _trainer(tmp_path: Path, steps: int, **kwargs) -> L.Trainer:
+def _trainer(tmp_path: Path, steps: int, device: torch.device, **kwargs) -> L.Trainer:
     return L.Trainer(
         max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path, accelerator="cpu", **kwargs,
+        default_root_dir=tmp_path, accelerator=device.type, devices=1, **kwargs,
     )
 
 
-def test_objective_decreases_and_labels_persist(tmp_path: Path) -> None:
+def test_objective_decreases_and_labels_persist(tmp_path: Path, device: torch.device) -> None:
     dm = _datamodule()
     module = FlowModule(terms=[OTDDTerm(eps=0.01)])
     module.init_data(dm.source, dm.reference)
+    module.to(device)
     start = module.compute_objective().total.item()
     x0, y0 = module.particles.x.detach().clone(), module.particles.y.clone()
-    _trainer(tmp_path, 30, enable_checkpointing=False).fit(module, dm)
+    _trainer(tmp_path, 30, device, enable_checkpointing=False).fit(module, dm)
     end = module.compute_objective().total.item()
     assert end < 0.1 * start
     assert module.particles.x.shape == x0.shape
@@ -40,36 +41,39 @@ def test_objective_decreases_and_labels_persist(tmp_path: Path) -> None:
     assert not torch.equal(module.particles.x.detach(), x0)
 
 
-def test_step_is_scaled_by_n(tmp_path: Path) -> None:
+def test_step_is_scaled_by_n(tmp_path: Path, device: torch.device) -> None:
     """One SGD step moves each particle by tau * n * grad (eq. 17), independent of n."""
     dm = _datamodule()
     module = FlowModule(terms=[OTDDTerm(solver=GeomlossSolver())])  # stateless: the same gradient twice
     module.init_data(dm.source, dm.reference)
+    module.to(device)
     x0 = module.particles.x.detach().clone()
     module.compute_objective().total.backward()
     expected = x0 - 0.1 * module.particles.n * module.particles.x.grad
     module.particles.x.grad = None
-    _trainer(tmp_path, 1, enable_checkpointing=False).fit(module, dm)
+    _trainer(tmp_path, 1, device, enable_checkpointing=False).fit(module, dm)
     torch.testing.assert_close(module.particles.x.detach(), expected, rtol=1e-4, atol=1e-5)
 
 
-def test_checkpoint_round_trip_and_resume(tmp_path: Path) -> None:
+def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) -> None:
     dm = _datamodule()
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=5)
     module = FlowModule()
-    _trainer(tmp_path, 10, callbacks=[ckpt]).fit(module, dm)
+    _trainer(tmp_path, 10, device, callbacks=[ckpt]).fit(module, dm)
     path = tmp_path / "ckpt" / "last.ckpt"
-    restored = FlowModule.load_from_checkpoint(path, weights_only=False)
+    restored = FlowModule.load_from_checkpoint(path, map_location=device, weights_only=False)
     assert torch.equal(restored.particles.x, module.particles.x)
     assert torch.equal(restored.particles.y, module.particles.y)
     assert restored.particles.feature_shape == (2,)
+    solver_state = torch.load(path, weights_only=True)["state_dict"]["objective.terms.0._extra_state"]["solver"]
+    assert {"g", "p", "moved", "n", "m", "settings"} <= set(solver_state)  # the warm start, as plain values
 
     resumed = FlowModule()
-    trainer = _trainer(tmp_path, 20, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "c2")])
+    trainer = _trainer(tmp_path, 20, device, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "c2")])
     trainer.fit(resumed, _datamodule(), ckpt_path=path)
     assert trainer.global_step == 20
     straight = FlowModule()
-    _trainer(tmp_path, 20, enable_checkpointing=False).fit(straight, _datamodule())
+    _trainer(tmp_path, 20, device, enable_checkpointing=False).fit(straight, _datamodule())
     torch.testing.assert_close(resumed.particles.x, straight.particles.x)
 
 

@@ -1,103 +1,162 @@
-"""The inner-product GEMM shared by the label tables and the outer cost (dsflow.ot.products)."""
+"""The inner-product GEMM shared by the label tables and the outer cost, and the class layouts, as explicit data
+owned by one flow (dsflow.ot.products, dsflow.ot.class_layout)."""
 
 from __future__ import annotations
 
-import dataclasses
-
+import pytest
 import torch
+from tests.flow_helpers import flow_steps, make_flow, two_blobs
 
-from dsflow.ot import OTDDSettings, WarmSinkhorn, bures_pair_table, class_stats, otdd
+from dsflow.flows import OTDDTerm
+from dsflow.ot import (
+    LabelCosts, LayoutCache, OTDDSettings, SharedProducts, WarmSinkhorn, bures_pair_table, class_stats, otdd,
+)
 from dsflow.ot.blocks import GroundCost
-from dsflow.ot.otdd import LabelCosts
-from dsflow.ot.products import clear_grams, shared_gram, take_gram
+from dsflow.ot.products import inner_products
 
 DT = torch.float64
 
 
-def _labeled(n: int, d: int, classes: int, seed: int, shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+def _labeled(n: int, d: int, classes: int, seed: int, device: torch.device, shift: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Unequal, shuffled classes at pixel-like offsets (the products must survive the cancellation)."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.randint(0, classes, (n,), generator=gen)
     y[:classes] = torch.arange(classes)  # every class present
     y[classes:2 * classes] = torch.arange(classes)  # and with at least two samples
     x = 5.0 + shift + torch.randn(n, d, generator=gen, dtype=DT) * torch.linspace(0.2, 2, d, dtype=DT)
-    return x, y
+    return x.to(device), y.to(device)
 
 
-def test_memo_returns_the_same_product_until_taken_or_changed() -> None:
-    clear_grams()
-    x, _ = _labeled(30, 4, 3, 0)
-    y, _ = _labeled(20, 4, 3, 1)
-    g = shared_gram(x, y)
+def test_bundle_returns_the_same_product_until_taken_or_changed(device: torch.device) -> None:
+    x, _ = _labeled(30, 4, 3, 0, device)
+    y, _ = _labeled(20, 4, 3, 1, device)
+    products = SharedProducts(limit=10**6)
+    g = products.gram(x, y)
     torch.testing.assert_close(g.prod, (x - g.centre) @ (y - g.centre).T)
-    assert shared_gram(x.detach(), y) is g  # same storage and version: a hit
+    assert products.gram(x.detach(), y) is g  # same storage and version: a hit
     x.add_(1.0)  # an in-place update (an optimizer step) bumps the version: a miss
-    assert take_gram(x, y) is None
-    g2 = shared_gram(x, y)
-    assert take_gram(x, y) is g2 and take_gram(x, y) is None  # taken once
-    clear_grams()
+    assert products.take(x, y) is None
+    g2 = products.gram(x, y)
+    assert products.take(x, y) is g2 and products.take(x, y) is None  # taken once
+    for other in (x, y, x.T.contiguous().T):  # at most two products are kept, the newest
+        products.gram(other, y)
+    assert len(products) == 2 and products.take(x, y) is None
+    with pytest.raises(ValueError, match="limit >= 0"):
+        SharedProducts(limit=-1)
 
 
-def test_tables_from_the_shared_product_equal_the_factor_tables() -> None:
-    clear_grams()
-    x, y = _labeled(70, 30, 4, 0)  # classes below d: the factor (small-SVD) form
-    x_ref, y_ref = _labeled(50, 30, 3, 1, shift=1.0)
+def test_tables_from_the_shared_product_equal_the_factor_tables(device: torch.device) -> None:
+    x, y = _labeled(70, 30, 4, 0, device)  # classes below d: the factor (small-SVD) form
+    x_ref, y_ref = _labeled(50, 30, 3, 1, device, shift=1.0)
     a, b = class_stats(x, y, 4), class_stats(x_ref, y_ref, 3)
     assert a.factors is not None and a.samples is not None
-    plain_a, plain_b = dataclasses.replace(a, samples=None), dataclasses.replace(b, samples=None)
+    products = SharedProducts(limit=70 * 70)
     # float64 round-off, amplified by the square roots of the near-zero eigenvalues of rank-deficient classes
-    torch.testing.assert_close(bures_pair_table(a, b), bures_pair_table(plain_a, plain_b), rtol=1e-7, atol=1e-7)
-    torch.testing.assert_close(bures_pair_table(a), bures_pair_table(plain_a), rtol=1e-7, atol=1e-7)
-    clear_grams()
+    torch.testing.assert_close(bures_pair_table(a, b, products), bures_pair_table(a, b), rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(bures_pair_table(a, products=products), bures_pair_table(a), rtol=1e-7, atol=1e-7)
+    assert products.take(x, x_ref) is not None and products.take(x, x) is not None  # kept for the outer cost
+    small = SharedProducts(limit=70 * 50 - 1)  # below x x_ref^T's size: not shared, the factors give the table
+    torch.testing.assert_close(bures_pair_table(a, b, small), bures_pair_table(a, b), rtol=0, atol=0)
+    assert len(small) == 0
 
 
-def test_cost_from_the_shared_product_equals_its_own_gemm() -> None:
-    clear_grams()
-    x, y = _labeled(40, 6, 3, 0)
-    x_ref, y_ref = _labeled(30, 6, 3, 1, shift=2.0)
-    table = torch.rand(3, 3, generator=torch.Generator().manual_seed(0), dtype=DT)
+def test_cost_from_the_shared_product_equals_its_own_gemm(device: torch.device) -> None:
+    x, y = _labeled(40, 6, 3, 0, device)
+    x_ref, y_ref = _labeled(30, 6, 3, 1, device, shift=2.0)
+    table = torch.rand(3, 3, generator=torch.Generator().manual_seed(0), dtype=DT).to(device)
     own = GroundCost(x, x_ref, y, y_ref, table, 0.7, 2.0, 10, store=True).full
-    shared_gram(x, x_ref)
-    shared = GroundCost(x, x_ref, y, y_ref, table, 0.7, 2.0, 10, store=True).full
-    assert take_gram(x, x_ref) is None  # the cost took the product
+    shared = GroundCost(x, x_ref, y, y_ref, table, 0.7, 2.0, 10, store=True, gram=inner_products(x, x_ref)).full
     expected = 0.7 * torch.cdist(x, x_ref).pow(2) + 2.0 * table[y][:, y_ref]
     torch.testing.assert_close(shared, own)
     torch.testing.assert_close(shared, expected)
 
 
-def test_a_flow_step_through_shared_products_equals_one_without(monkeypatch) -> None:
+def test_a_flow_step_through_shared_products_equals_one_without(device: torch.device, monkeypatch) -> None:
     """The OTDD value and gradient with tables and costs from shared products equal those without."""
-    import dsflow.ot.blocks as blocks
-
     taken = []
+    original = SharedProducts.take
 
-    def spy(a, b):
-        g = take_gram(a, b)
+    def spy(self, a, b):
+        g = original(self, a, b)
         taken.append(g is not None)
         return g
 
-    monkeypatch.setattr(blocks, "take_gram", spy)
-    x, y = _labeled(60, 30, 3, 0)
-    x_ref, y_ref = _labeled(45, 30, 3, 1, shift=1.0)
+    monkeypatch.setattr(SharedProducts, "take", spy)
+    x, y = _labeled(60, 30, 3, 0, device)
+    x_ref, y_ref = _labeled(45, 30, 3, 1, device, shift=1.0)
     settings = OTDDSettings(eps=0.5)
 
     def run(share: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        clear_grams()
+        solver = WarmSinkhorn(tol=1e-12, max_iter=5000)
+        products = solver.shared_products() if share else None
         a, b = class_stats(x, y, 3), class_stats(x_ref, y_ref, 3)
-        if not share:
-            a, b = dataclasses.replace(a, samples=None), dataclasses.replace(b, samples=None)
-        rr = bures_pair_table(b)  # first: the memo keeps the last two products, ss's and sr's
-        labels = LabelCosts(y, y_ref, bures_pair_table(a), bures_pair_table(a, b), rr)
+        rr = bures_pair_table(b, products=products)  # first: the bundle keeps the last two products, ss's and sr's
+        labels = LabelCosts(y, y_ref, bures_pair_table(a, products=products), bures_pair_table(a, b, products), rr,
+                            products)
         taken.clear()
-        xg = x.clone().requires_grad_()
-        if share:  # the tables' products were taken of x itself: hand the solver that same tensor
-            xg = x.requires_grad_()
-        value = otdd(xg, x_ref, labels, settings, solver=WarmSinkhorn(tol=1e-12, max_iter=5000))
+        xg = x.requires_grad_()  # the tables' products were taken of x itself: the solver gets that same tensor
+        value = otdd(xg, x_ref, labels, settings, solver=solver)
         (grad,) = torch.autograd.grad(value, xg)
         x.requires_grad_(False)
         assert sum(taken) == (2 if share else 0), taken  # both costs (cross and self) reused the tables' GEMM
+        assert products is None or len(products) == 0  # what the solver did not take is dropped
         return value.detach(), grad
 
     (v0, g0), (v1, g1) = run(False), run(True)
     torch.testing.assert_close(v1, v0, rtol=1e-9, atol=1e-9)
     assert float((g1 - g0).norm() / g0.norm()) < 1e-7
+
+
+def test_the_solver_dense_limit_decides_what_the_tables_share(device: torch.device) -> None:
+    source, reference = two_blobs(30, d=40, seed=0), two_blobs(25, d=40, seed=1)  # classes < d: factor tables
+    for limit, shared in ((60_000_000, 2), (60 * 60 - 1, 1), (0, 0)):  # (x, x) is 60 x 60, (x, x_ref) 60 x 50
+        flow = make_flow([OTDDTerm(eps=0.5, solver=WarmSinkhorn(dense_limit=limit))], source, reference,
+                         device=device)
+        flow.state()  # the first step also builds (and caches) the reference's own table rr
+        labels = flow.state().labels
+        assert labels is not None and labels.products is not None and len(labels.products) == shared
+
+
+def test_two_flows_in_one_process_share_no_state(device: torch.device) -> None:
+    """Each OTDD term owns its class layouts and lends every step a fresh products bundle: two flows stepped in
+    turn move exactly as each does alone."""
+    data = [(two_blobs(30, d=40, seed=s), two_blobs(25, d=40, gap=2.0, seed=s + 10)) for s in (0, 1)]
+
+    def flows():
+        return [make_flow([OTDDTerm(eps=0.5)], src, ref, device=device) for src, ref in data]
+
+    alone = []
+    for flow in flows():
+        flow_steps(flow, 3)
+        alone.append(flow.particles.x.detach())
+    together = flows()
+    terms = [f.objective.terms[0] for f in together]
+    assert terms[0].layouts is not terms[1].layouts
+    assert terms[0].table_inputs().products is not terms[0].table_inputs().products  # one bundle per step
+    optimizers = [torch.optim.SGD([f.particles.x], lr=0.1) for f in together]
+    for _ in range(3):  # A's tables, B's tables, A's solve, B's solve: nothing leaks from one to the other
+        states = [f.state() for f in together]
+        losses = [f.objective(s).total for f, s in zip(together, states)]
+        for f, opt, loss in zip(together, optimizers, losses):
+            opt.zero_grad()
+            loss.backward()
+            f.on_after_backward()
+            opt.step()
+    for flow, x in zip(together, alone):
+        assert torch.equal(flow.particles.x.detach(), x)
+    assert all(len(t.layouts) >= 1 for t in terms)
+
+
+def test_layouts_are_computed_once_per_label_vector(device: torch.device) -> None:
+    x, y = _labeled(40, 3, 4, 0, device)
+    cache = LayoutCache()
+    layout = cache.get(y, 4)
+    assert cache.get(y, 4) is layout and len(cache) == 1
+    stats = class_stats(x, y, 4, layout=layout)
+    assert stats.samples is not None and stats.samples.layout is layout
+    torch.testing.assert_close(stats.means, class_stats(x, y, 4).means, rtol=0, atol=0)
+    y.add_(0)  # an in-place relabelling bumps the version: a new layout
+    assert cache.get(y, 4) is not layout and len(cache) == 2
+    with pytest.raises(ValueError, match="class layout covers 40 samples in 4 classes"):
+        class_stats(x[:30], y[:30], 4, layout=layout)

@@ -15,7 +15,8 @@ from dsflow.ot import (
 TIGHT = dict(tol=1e-13, max_iter=20_000, check_every=10)
 
 
-def problem(n: int = 40, m: int = 30, d: int = 3, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
+def problem(n: int = 40, m: int = 30, d: int = 3, seed: int = 0, device: torch.device | str = "cpu"
+            ) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d, generator=gen, dtype=torch.float64)
     x_ref = torch.randn(m, d, generator=gen, dtype=torch.float64) + 1.0
@@ -24,7 +25,13 @@ def problem(n: int = 40, m: int = 30, d: int = 3, seed: int = 0) -> tuple[torch.
     rr = torch.rand(4, 4, generator=gen, dtype=torch.float64)
     ss, rr = (ss + ss.T).fill_diagonal_(0), (rr + rr.T).fill_diagonal_(0)
     sr = torch.rand(3, 4, generator=gen, dtype=torch.float64)
-    return x, x_ref, LabelCosts(y, y_ref, ss, sr, rr)
+    return _on(device, x, x_ref, LabelCosts(y, y_ref, ss, sr, rr))
+
+
+def _on(device: torch.device | str, x: torch.Tensor, x_ref: torch.Tensor, labels: LabelCosts
+        ) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
+    """The problem (x, x_ref, labels) on ``device``."""
+    return x.to(device), x_ref.to(device), LabelCosts(*(t.to(device) for t in labels[:5]))
 
 
 def value_and_grads(x, x_ref, labels, settings, solver):
@@ -41,8 +48,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("debias", [True, False])
-def test_fast_path_matches_geomloss(debias: bool) -> None:
-    x, x_ref, labels = problem()
+def test_fast_path_matches_geomloss(debias: bool, device: torch.device) -> None:
+    x, x_ref, labels = problem(device=device)
     dense = OTDDSettings(eps=2.0, scaling=0.9999, debias=debias)  # geomloss converges as scaling -> 1
     v0, g0, _, _ = value_and_grads(x, x_ref, labels, dense, GeomlossSolver())
     v1, g1, _, _ = value_and_grads(x, x_ref, labels, dense, WarmSinkhorn(**TIGHT))
@@ -51,8 +58,8 @@ def test_fast_path_matches_geomloss(debias: bool) -> None:
 
 
 @pytest.mark.parametrize("debias", [True, False])
-def test_block_path_equals_stored_path(debias: bool) -> None:
-    x, x_ref, labels = problem(n=70, m=50)
+def test_block_path_equals_stored_path(debias: bool, device: torch.device) -> None:
+    x, x_ref, labels = problem(n=70, m=50, device=device)
     s = OTDDSettings(eps=0.5, debias=debias)
     stored = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(**TIGHT))
     blocks = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(dense_limit=0, block_entries=1200, **TIGHT))
@@ -65,29 +72,29 @@ def test_block_path_equals_stored_path(debias: bool) -> None:
                 assert rel(a, b) < 1e-9
 
 
-def test_warm_start_equals_cold_start_at_convergence() -> None:
-    x, x_ref, labels = problem()
+def test_warm_start_equals_cold_start_at_convergence(device: torch.device) -> None:
+    x, x_ref, labels = problem(device=device)
     s = OTDDSettings(eps=0.2)
     warm = WarmSinkhorn(**TIGHT)
     value_and_grads(x, x_ref, labels, s, warm)  # potentials of the previous step
-    moved = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    moved = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(device)
     got = value_and_grads(moved, x_ref, labels, s, warm)
     cold = value_and_grads(moved, x_ref, labels, s, WarmSinkhorn(warm_start=False, **TIGHT))
     for a, b in zip(got, cold):
         assert rel(a, b) < 1e-9
 
 
-def test_gradients_are_the_envelope_gradients() -> None:
+def test_gradients_are_the_envelope_gradients(device: torch.device) -> None:
     """d S / d x, d S / d ss and d S / d sr match central finite differences (a free table entry).
 
     (geomloss's path gives twice these table gradients: its detach trick counts the shared table once per
     cross potential.)
     """
-    x, x_ref, labels = problem(n=20, m=15)
+    x, x_ref, labels = problem(n=20, m=15, device=device)
     s = OTDDSettings(eps=0.3)
     _, g_x, g_ss, g_sr = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(**TIGHT))
     h = 1e-5
-    step = torch.zeros_like(x)
+    step = torch.zeros_like(x)  # on x's device
     step[3, 1] = h
     fd = otdd(x + step, x_ref, labels, s, solver=WarmSinkhorn(**TIGHT)) - otdd(x - step, x_ref, labels, s,
                                                                               solver=WarmSinkhorn(**TIGHT))
@@ -101,16 +108,16 @@ def test_gradients_are_the_envelope_gradients() -> None:
         assert float(grad[i, j]) == pytest.approx(float(values[0] - values[1]) / (2 * h), rel=1e-5, abs=1e-9)
 
 
-def test_fixed_sweeps_without_checks_give_finite_values() -> None:
-    x, x_ref, labels = problem()
+def test_fixed_sweeps_without_checks_give_finite_values(device: torch.device) -> None:
+    x, x_ref, labels = problem(device=device)
     solver = WarmSinkhorn(max_iter=3, check_every=10)
     values = [value_and_grads(x, x_ref, labels, OTDDSettings(eps=0.05), solver)[0] for _ in range(3)]
     assert all(torch.isfinite(v) for v in values)
     assert rel(values[-1], value_and_grads(x, x_ref, labels, OTDDSettings(eps=0.05), WarmSinkhorn(**TIGHT))[0]) < 1e-2
 
 
-def test_fast_path_rejects_a_differentiable_reference() -> None:
-    x, x_ref, labels = problem()
+def test_fast_path_rejects_a_differentiable_reference(device: torch.device) -> None:
+    x, x_ref, labels = problem(device=device)
     with pytest.raises(ValueError, match="x_ref requires grad"):
         otdd(x, x_ref.requires_grad_(), labels, solver=WarmSinkhorn())
     with pytest.raises(ValueError, match="tol > 0"):
@@ -118,17 +125,19 @@ def test_fast_path_rejects_a_differentiable_reference() -> None:
 
 
 @pytest.mark.parametrize("d", [30, 8])  # classes smaller than d (factors, Gram form) and larger (eig form)
-def test_pair_bures_table_matches_autograd_table(d: int) -> None:
+def test_pair_bures_table_matches_autograd_table(d: int, device: torch.device) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(60, d, generator=gen, dtype=torch.float64) * torch.linspace(0.5, 2, d, dtype=torch.float64)
     x_ref = torch.randn(48, d, generator=gen, dtype=torch.float64)
-    a, b = class_stats(x, torch.arange(60) % 4, 4), class_stats(x_ref, torch.arange(48) % 3, 3)
+    y, y_ref = (torch.arange(60) % 4).to(device), (torch.arange(48) % 3).to(device)
+    a, b = class_stats(x.to(device), y, 4), class_stats(x_ref.to(device), y_ref, 3)
     assert (a.factors is not None) == (d == 30)
     torch.testing.assert_close(bures_pair_table(a, b), bures_wasserstein_table(a, b), rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(bures_pair_table(a), bures_wasserstein_table(a, a), rtol=1e-7, atol=1e-7)
 
 
-def stiff_problem(n: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
+def stiff_problem(n: int = 120, seed: int = 0, device: torch.device | str = "cpu"
+                  ) -> tuple[torch.Tensor, torch.Tensor, LabelCosts]:
     """Well separated classes and a label term far above eps: plain Sinkhorn contracts slowly here."""
     gen = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 4
@@ -137,12 +146,12 @@ def stiff_problem(n: int = 120, seed: int = 0) -> tuple[torch.Tensor, torch.Tens
     x_ref = centres[y] + 1.5 + torch.randn(n, 5, generator=gen, dtype=torch.float64)
     table = torch.cdist(centres, centres + 1.5).pow(2)
     ss = torch.cdist(centres, centres).pow(2)
-    return x, x_ref, LabelCosts(y, y.clone(), ss, table, ss.clone())
+    return _on(device, x, x_ref, LabelCosts(y, y.clone(), ss, table, ss.clone()))
 
 
 @pytest.mark.parametrize("omega", [1.5, 1.9])
-def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(omega: float) -> None:
-    x, x_ref, labels = stiff_problem()
+def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(omega: float, device: torch.device) -> None:
+    x, x_ref, labels = stiff_problem(device=device)
     s = OTDDSettings(eps=0.5)
     plain = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(overrelax=1.0, **TIGHT))
     relaxed = value_and_grads(x, x_ref, labels, s, WarmSinkhorn(overrelax=omega, **TIGHT))
@@ -150,8 +159,8 @@ def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(omega: float) -> Non
     assert rel(relaxed[1], plain[1]) < 1e-7
 
 
-def test_overrelaxation_converges_in_fewer_sweeps_on_a_stiff_problem() -> None:
-    x, x_ref, labels = stiff_problem()
+def test_overrelaxation_converges_in_fewer_sweeps_on_a_stiff_problem(device: torch.device) -> None:
+    x, x_ref, labels = stiff_problem(device=device)
     s = OTDDSettings(eps=0.5)
     sweeps = {}
     for omega in (1.0, 1.5):
@@ -167,8 +176,8 @@ def test_overrelaxation_outside_its_range_is_refused() -> None:
         WarmSinkhorn(overrelax=2.0)
 
 
-def test_solver_warns_once_when_it_stops_short_of_its_tolerance() -> None:
-    x, x_ref, labels = stiff_problem()
+def test_solver_warns_once_when_it_stops_short_of_its_tolerance(device: torch.device) -> None:
+    x, x_ref, labels = stiff_problem(device=device)
     s = OTDDSettings(eps=0.5)
     capped = WarmSinkhorn(max_iter=5, check_every=5)
     with pytest.warns(RuntimeWarning, match="max_iter=5"):
@@ -182,16 +191,17 @@ def test_solver_warns_once_when_it_stops_short_of_its_tolerance() -> None:
     assert converged.last_converged
 
 
-def test_a_warm_step_with_fixed_sweeps_reads_back_once(monkeypatch) -> None:
+def test_a_warm_step_with_fixed_sweeps_reads_back_once(monkeypatch, device: torch.device) -> None:
     """On a GPU every read of a device value (item, tolist, bool, int, float) is a host round trip that stalls
     the queue. A warm fd-fl step (Gaussian tables through the shared products, stored costs, fixed sweeps)
     reads back once: the previous call's two potential changes, which on CUDA come from pinned memory
-    copied a step earlier (dsflow.ot.solvers._host_later). Eigensolver error checks inside torch are not seen."""
+    copied a step earlier (dsflow.ot.warm_state.host_later). Eigensolver error checks inside torch are not seen."""
     from dsflow.flows import OTDDTerm
     from tests.flow_helpers import flow_steps, make_flow, two_blobs
 
     source, reference = two_blobs(30, d=40, seed=0), two_blobs(30, d=40, seed=1)  # classes < d: factor tables
-    flow = make_flow([OTDDTerm(eps=0.5, solver=WarmSinkhorn(max_iter=5, check_every=6))], source, reference)
+    flow = make_flow([OTDDTerm(eps=0.5, solver=WarmSinkhorn(max_iter=5, check_every=6))], source, reference,
+                     device=device)
     flow_steps(flow, 2)  # cold start, then warm: the label layouts and the reference term are cached
     reads = []
     for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):

@@ -11,7 +11,7 @@ import torch
 
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
 from dsflow.data import data_root
-from dsflow.ot.label_distance import GaussianLabelDistance
+from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks.transfer import accuracy, augmented, class_map, landing_labels, train_lenet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def test_class_map_recovers_a_relabelling() -> None:
     x = centres[y] + 0.1 * torch.randn(40, 4, generator=gen)
     perm = torch.tensor([2, 0, 3, 1])  # source class c is target class perm[c]
     x_ref = centres[y] + 0.1 * torch.randn(40, 4, generator=gen)
-    got = class_map(x, y, 4, x_ref, perm[y], 4, GaussianLabelDistance(diagonal=True))
+    got = class_map(x, y, 4, x_ref, perm[y], 4, DiagonalGaussianLabelDistance())
     assert got.tolist() == perm.tolist()
 
 

@@ -42,7 +42,8 @@ import torch
 from torch import Tensor
 
 from dsflow.flows.particles import Particles
-from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
+from dsflow.ot.costs import LabelCosts, OTDDSettings
+from dsflow.ot.otdd import otdd
 
 __all__ = [
     "ShardPlan",
@@ -118,7 +119,7 @@ def _key(t: Tensor) -> tuple:
 
 class ReferenceShards:
     """A :class:`ShardPlan` with the local shards' reference tensors gathered once (stable tensors, so solvers
-    that cache reference-only work, like :class:`~dsflow.ot.solvers.WarmSinkhorn`, keep their cache)."""
+    that cache reference-only work, like :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`, keep their cache)."""
 
     def __init__(self, plan: ShardPlan) -> None:
         self.plan = plan

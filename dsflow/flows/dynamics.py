@@ -3,16 +3,34 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from dsflow.flows.particles import Particles, Reference
+from dsflow.ot.class_layout import LayoutCache
+from dsflow.ot.costs import LabelCosts
 from dsflow.ot.label_distance import LabelDistance
-from dsflow.ot.otdd import LabelCosts
+from dsflow.ot.products import SharedProducts
 
-__all__ = ["LabelDynamics", "FeatureDriven"]
+__all__ = ["TableInputs", "LabelDynamics", "FeatureDriven"]
+
+
+@dataclass(frozen=True)
+class TableInputs:
+    """What one step's label tables are built with, lent by the OTDD term that uses them.
+
+    Attributes:
+        distance: the label distance.
+        layouts: the term's cache of class layouts (computed once per label vector; None: computed afresh).
+        products: this step's inner products, shared with the term's solver (None: the solver shares none).
+    """
+
+    distance: LabelDistance
+    layouts: LayoutCache | None = None
+    products: SharedProducts | None = None
 
 
 class LabelDynamics(nn.Module, ABC):
@@ -29,8 +47,8 @@ class LabelDynamics(nn.Module, ABC):
         del particles, reference
 
     @abstractmethod
-    def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
-        """Label rows and tables for the current step."""
+    def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
+        """Label rows and tables for the current step (carrying ``inputs.products`` to the solver)."""
 
     def after_step(self, particles: Particles) -> None:
         """Update discrete labels after the optimizer step (jd-vl clustering); nothing by default."""
@@ -40,12 +58,13 @@ class LabelDynamics(nn.Module, ABC):
         """Rescale the gradients of label parameters before the step (eq. 17's rule); nothing by default."""
         del particles
 
-    def _reference_summary(self, reference: Reference, distance: LabelDistance) -> tuple[Any, torch.Tensor]:
+    def _reference_summary(self, reference: Reference, inputs: TableInputs) -> tuple[Any, torch.Tensor]:
         """The reference's label summary and its (Lr, Lr) table, computed once and cached."""
         cache = getattr(self, "_ref_cache", None)
         if cache is None or cache[1].device != reference.x.device:
-            summary = distance.summarize(reference.x, reference.y, reference.num_classes)
-            cache = (summary, distance.self_table(summary).detach())
+            distance = inputs.distance
+            summary = distance.summarize(reference.x, reference.y, reference.num_classes, inputs.layouts)
+            cache = (summary, distance.self_table(summary, inputs.products).detach())
             self._ref_cache = cache
         return cache
 
@@ -58,10 +77,11 @@ class FeatureDriven(LabelDynamics):
     """
 
     @torch.no_grad()
-    def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
-        ref_summary, rr = self._reference_summary(reference, distance)
-        src = distance.summarize(particles.x.detach(), particles.y, particles.num_classes)
-        ss = distance.self_table(src)
-        sr = distance.table(src, ref_summary)
-        return LabelCosts(particles.y, reference.y, ss, sr, rr)
+    def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
+        ref_summary, rr = self._reference_summary(reference, inputs)
+        distance, products = inputs.distance, inputs.products
+        src = distance.summarize(particles.x.detach(), particles.y, particles.num_classes, inputs.layouts)
+        ss = distance.self_table(src, products)
+        sr = distance.table(src, ref_summary, products)
+        return LabelCosts(particles.y, reference.y, ss, sr, rr, products)
 

@@ -22,19 +22,20 @@ import torch
 from torch import Tensor, nn
 
 from dsflow.flows.clustering import Clustering, DBSCANClustering, match_labels
-from dsflow.flows.dynamics import LabelDynamics
+from dsflow.flows.dynamics import LabelDynamics, TableInputs
 from dsflow.flows.particles import Particles, Reference
-from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance, diagonal_bures_table, diagonal_stats
-from dsflow.ot.otdd import LabelCosts
-from dsflow.ot.sinkhorn import squared_distances
+from dsflow.ot.costs import LabelCosts
+from dsflow.ot.distances import squared_distances
+from dsflow.ot.label_distance import BaseGaussianLabelDistance, LabelDistance
 from dsflow.ot.stats import LabelStats, check_labels, class_stats
 
 __all__ = ["JointDrivenFixed", "JointDrivenVariable"]
 
 
-def _gaussian(distance: LabelDistance, who: str) -> GaussianLabelDistance:
-    if not isinstance(distance, GaussianLabelDistance):
-        raise ValueError(f"{who}: label Gaussians need a GaussianLabelDistance, got {type(distance).__name__}")
+def _gaussian(distance: LabelDistance, who: str) -> BaseGaussianLabelDistance:
+    if not isinstance(distance, BaseGaussianLabelDistance):
+        raise ValueError(f"{who}: label Gaussians need a GaussianLabelDistance or DiagonalGaussianLabelDistance, "
+                         f"got {type(distance).__name__}")
     return distance
 
 
@@ -102,16 +103,14 @@ class JointDrivenFixed(_ParamState):
         root_eps = self.eps**0.5 * torch.eye(low.shape[-1], dtype=low.dtype, device=low.device).expand_as(low)
         return LabelStats(self.means, None, torch.cat([low, root_eps], -1), self.counts)  # factors (C, d, 2d)
 
-    def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
-        gauss = _gaussian(distance, "JointDrivenFixed")
-        ref_summary, rr = self._reference_summary(reference, gauss)
-        src = self.stats()
-        if gauss.diagonal:
-            src = diagonal_stats(src)
+    def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
+        gauss = _gaussian(inputs.distance, "JointDrivenFixed")
+        ref_summary, rr = self._reference_summary(reference, inputs)
+        src = gauss.gaussians(self.stats())
         # Bures is symmetric: taking the matrix square roots of the (constant) reference side keeps eigenvector
         # derivatives of the parameters out of the source-reference table.
         sr = gauss.table(ref_summary, src).transpose(0, 1)  # (C, C')
-        return LabelCosts(particles.y, reference.y, gauss.table(src, src), sr, rr)
+        return LabelCosts(particles.y, reference.y, gauss.table(src, src), sr, rr, inputs.products)
 
     def scale_grads(self, particles: Particles) -> None:
         inv_mass = particles.n / self.counts.clamp_min(1)  # (C,) n / n_c
@@ -170,21 +169,16 @@ class JointDrivenVariable(_ParamState):
         assert self.log_std is not None
         return self.log_std.exp()
 
-    def label_costs(self, particles: Particles, reference: Reference, distance: LabelDistance) -> LabelCosts:
-        gauss = _gaussian(distance, "JointDrivenVariable")
-        ref_summary, rr = self._reference_summary(reference, gauss)
+    def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
+        gauss = _gaussian(inputs.distance, "JointDrivenVariable")
+        ref_summary, rr = self._reference_summary(reference, inputs)
         assert self.means is not None
         mu, sd = self.means, self.std()
         # Diagonal Gaussians commute: W_2^2 = |mu - mu'|^2 + |sd - sd'|^2 exactly, for either distance variant.
         ss = squared_distances(mu, mu) + squared_distances(sd, sd)  # (n, n)
-        ones = mu.new_ones(mu.shape[0])
-        if gauss.diagonal:
-            sr = diagonal_bures_table(LabelStats(mu, sd.pow(2), None, ones), ref_summary)  # (n, C')
-        else:
-            src = LabelStats(mu, torch.diag_embed(sd.pow(2)), None, ones)
-            sr = gauss.table(ref_summary, src).transpose(0, 1)  # (n, C'); square roots of the reference side only
+        sr = gauss.table_from_diagonal(mu, sd, ref_summary)  # (n, C')
         index = torch.arange(mu.shape[0], device=mu.device)
-        return LabelCosts(index, reference.y, ss, sr, rr)
+        return LabelCosts(index, reference.y, ss, sr, rr, inputs.products)
 
     def scale_grads(self, particles: Particles) -> None:
         for p in (self.means, self.log_std):

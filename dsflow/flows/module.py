@@ -127,10 +127,8 @@ class FlowModule(L.LightningModule):
     def state(self) -> FlowState:
         """The current :class:`FlowState`, with label tables when a term needs them."""
         p, r = self.particles, self.reference
-        labels = None
-        distance = self.objective.label_distance
-        if distance is not None:
-            labels = self.dynamics.label_costs(p, r, distance)
+        inputs = self.objective.table_inputs()
+        labels = None if inputs is None else self.dynamics.label_costs(p, r, inputs)
         assert p.x is not None
         return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
 

@@ -16,9 +16,13 @@ from jsonargparse.typing import NonNegativeFloat, PositiveFloat
 from torch import Tensor, nn
 
 from dsflow.flows.distributed import ReferenceShards, ShardSolvers
+from dsflow.flows.dynamics import TableInputs
+from dsflow.ot.class_layout import LayoutCache
+from dsflow.ot.costs import LabelCosts, OTDDSettings
 from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
-from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
-from dsflow.ot.solvers import OuterSolver, WarmSinkhorn
+from dsflow.ot.otdd import otdd
+from dsflow.ot.outer_solver import OuterSolver
+from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 
 __all__ = ["FlowState", "FlowLoss", "ObjectiveTerm", "OTDDTerm", "Objective"]
 
@@ -90,9 +94,13 @@ class OTDDTerm(ObjectiveTerm):
         lambda_y: weight of the label cost; 0 gives plain feature-only OT.
         scaling: epsilon-scaling ratio of the Sinkhorn solver.
         label_distance: how label-to-label distances are computed (Gaussian by default).
-        solver: how the outer Sinkhorn problem is solved (:mod:`dsflow.ot.solvers`); by default the fast
-            :class:`~dsflow.ot.solvers.WarmSinkhorn`, warm-started from the previous step's potentials (it holds
-            them); :class:`~dsflow.ot.solvers.GeomlossSolver` is the dense reference path.
+        solver: how the outer Sinkhorn problem is solved; by default the fast
+            :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`, warm-started from the previous step's potentials (it
+            holds them); :class:`~dsflow.ot.geomloss_solver.GeomlossSolver` is the dense reference path.
+
+    The term owns what its label tables keep between steps: the class layouts of the labels (``layouts``,
+    computed once per label vector), and it lends each step's tables a fresh bundle of the inner products its
+    solver reuses (:meth:`table_inputs`), so two flows in one process share nothing.
     """
 
     needs_labels = True
@@ -114,10 +122,15 @@ class OTDDTerm(ObjectiveTerm):
         self.label_distance = label_distance if label_distance is not None else GaussianLabelDistance()
         self.solver = solver if solver is not None else WarmSinkhorn()
         self.shard_solvers = ShardSolvers()  # one copy of ``solver`` per reference shard (multi-process flows)
+        self.layouts = LayoutCache()  # class layouts of the labels this term's tables have seen
 
     @property
     def name(self) -> str:
         return "otdd"
+
+    def table_inputs(self) -> TableInputs:
+        """What this step's label tables are built with: the distance, the layouts, the solver's products bundle."""
+        return TableInputs(self.label_distance, self.layouts, self.solver.shared_products())
 
     def get_extra_state(self) -> dict[str, Any]:
         """The solvers' warm-start state, kept in checkpoints so that a resumed flow continues exactly."""
@@ -156,6 +169,13 @@ class Objective(nn.Module):
         for term in self.terms:
             if term.needs_labels:
                 return term.label_distance  # type: ignore[attr-defined]
+        return None
+
+    def table_inputs(self) -> TableInputs | None:
+        """This step's :class:`~dsflow.flows.dynamics.TableInputs` from the (first) term that needs label tables."""
+        for term in self.terms:
+            if term.needs_labels:
+                return term.table_inputs()  # type: ignore[attr-defined]
         return None
 
     def forward(self, state: FlowState) -> FlowLoss:

@@ -23,9 +23,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from dsflow.ot.products import Gram, take_gram
+from dsflow.ot.costs import OTDDSettings
+from dsflow.ot.products import Gram
 
-__all__ = ["GroundCost", "Extrapolation", "sweep_cross", "sweep_self", "extrapolate"]
+__all__ = ["GroundCost", "Extrapolation", "ground_cost", "sweep_cross", "sweep_self", "extrapolate"]
 
 
 def one_hot(index: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
@@ -43,11 +44,13 @@ class GroundCost:
         lambda_x, lambda_y: weights of the feature and label costs.
         block_rows: rows per block; every block covers all m columns.
         store: keep the whole (n, m) matrix (computed once) instead of rebuilding blocks at each sweep.
+        gram: the product (x - c)(y - c)^T the label tables already computed this step
+            (:class:`~dsflow.ot.products.SharedProducts`); a stored cost is then made from it, in place.
     """
 
     def __init__(
         self, x: Tensor, y: Tensor, ia: Tensor, ib: Tensor, table: Tensor,
-        lambda_x: float, lambda_y: float, block_rows: int, store: bool,
+        lambda_x: float, lambda_y: float, block_rows: int, store: bool, gram: Gram | None = None,
     ) -> None:
         self.x, self.y, self.ia, self.ib, self.table = x, y, ia, ib, table
         self.lambda_x, self.lambda_y = lambda_x, lambda_y
@@ -59,8 +62,7 @@ class GroundCost:
         # X Y^T = x y^T - k T[ia, ib], so lambda_x (|x|^2 + |y|^2 - 2 X Y^T) = C for k = lambda_y / (2 lambda_x).
         self._aug = bool(lambda_y) and lambda_x > 0
         self._scratch: Tensor | None = None
-        gram = take_gram(x, y) if store else None  # x y^T already taken for the label tables this step
-        if gram is not None and lambda_x > 0:
+        if gram is not None and store and lambda_x > 0:  # x y^T already taken for the label tables this step
             self.full: Tensor | None = self._from_gram(gram)
             return
         if self._aug:
@@ -104,6 +106,16 @@ class GroundCost:
         for start in range(0, self.n, self.block_rows):
             stop = min(start + self.block_rows, self.n)
             yield start, stop, (self.full[start:stop] if self.full is not None else self._compute(start, stop))
+
+
+def ground_cost(
+    x: Tensor, y: Tensor, ia: Tensor, ib: Tensor, table: Tensor, settings: OTDDSettings, block_entries: int,
+    store: bool, gram: Gram | None = None,
+) -> GroundCost:
+    """The :class:`GroundCost` of ``settings`` between x (n, d) and y (m, d), in blocks of about
+    ``block_entries`` entries when not stored."""
+    rows = max(1, block_entries // max(1, y.shape[0]))
+    return GroundCost(x, y, ia, ib, table, settings.lambda_x, settings.lambda_y, rows, store, gram)
 
 
 _FLOOR = -87.0  # exp of anything lower is a float32 denormal: slow on CPUs, and negligible against the max

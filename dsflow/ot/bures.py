@@ -22,20 +22,21 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from dsflow.ot.products import GRAM_LIMIT, shared_gram
-from dsflow.ot.stats import LabelStats, class_index
+from dsflow.ot.products import SharedProducts, inner_products
+from dsflow.ot.stats import LabelStats
 
 __all__ = [
     "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
     "cross_term_products", "cross_term_svd", "nuclear_norms", "sqrtm_psd",
 ]
 
+# A process resource, not state of any computation: worker threads for the batched CPU eigensolver
+# (batched_eigvalsh), made once per process and thread count. Results never depend on it.
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
+
 # Singular values below this fraction of the largest one get no gradient: the nuclear norm is not differentiable
 # at rank-deficient points, and the spurious subgradient of the null space would bend the flow.
 _RANK_RTOL = 1e-6
-
-
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid, workers, pool)
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
@@ -151,20 +152,22 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
     return nuclear_norms(prods)
 
 
-def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool = False) -> Tensor:
+def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool = False,
+                        products: SharedProducts | None = None) -> Tensor:
     """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
-    inner products of the samples themselves (:func:`~dsflow.ot.products.shared_gram`, one GEMM that the
-    outer cost reuses), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
+    inner products of the samples themselves (one GEMM, put into ``products`` for the outer cost to reuse;
+    :mod:`dsflow.ot.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
     x_i . y_j - x_i . mu_b - mu_a . y_j + mu_a . mu_b, all about the Gram's centre.
 
     Needs ``samples`` on both summaries (as :func:`~dsflow.ot.stats.class_stats` records them).
     """
-    assert a.samples is not None and b.samples is not None
-    (xa, ya), (xb, yb) = a.samples, b.samples
+    if a.samples is None or b.samples is None:
+        raise ValueError("cross_term_products: both summaries need the samples they were taken from")
+    (xa, _, lay_a), (xb, _, lay_b) = a.samples, b.samples
     ca, cb = a.num_classes, b.num_classes
-    gram = shared_gram(xa, xb)
-    idx_a, mask_a = class_index(ya, ca)  # (Ca, ra)
-    idx_b, mask_b = class_index(yb, cb)  # (Cb, rb)
+    gram = products.gram(xa, xb) if products is not None else inner_products(xa, xb)
+    idx_a, mask_a = lay_a.index, lay_a.mask  # (Ca, ra)
+    idx_b, mask_b = lay_b.index, lay_b.mask  # (Cb, rb)
     (ra, rb), c = (idx_a.shape[1], idx_b.shape[1]), gram.centre
     mu_a, mu_b = a.means - c, b.means - c  # (Ca, d), (Cb, d)
     x_mu = (xa - c) @ mu_b.T  # (n, Cb)
@@ -191,12 +194,13 @@ def nuclear_norms(prods: Tensor) -> Tensor:
     return batched_eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
 
-def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool) -> Tensor:
+def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool,
+                products: SharedProducts | None) -> Tensor:
     """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
     if a.factors is not None and b.factors is not None:
-        if (a.samples is not None and b.samples is not None
-                and a.samples[0].shape[0] * b.samples[0].shape[0] <= GRAM_LIMIT):
-            return cross_term_products(a, b, ia, ib, all_pairs)
+        if (products is not None and a.samples is not None and b.samples is not None
+                and products.admits(a.samples.x.shape[0], b.samples.x.shape[0])):
+            return cross_term_products(a, b, ia, ib, all_pairs, products)
         return cross_term_gram(a.factors, b.factors, ia, ib, all_pairs)
     roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
     inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
@@ -205,10 +209,14 @@ def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs:
 
 
 @torch.no_grad()
-def bures_pair_table(a: LabelStats, b: LabelStats | None = None) -> Tensor:
+def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: SharedProducts | None = None) -> Tensor:
     """(Ca, Cb) squared Bures-Wasserstein table, as :func:`bures_wasserstein_table` but batched over the pairs
     that need computing, without autograd: with ``b=None`` the table of ``a`` with itself, whose diagonal is 0
     and lower triangle mirrors the upper (C (C - 1) / 2 pairs instead of C^2).
+
+    With ``products`` (a solver's :class:`~dsflow.ot.products.SharedProducts`), sample factors take their cross
+    terms from the samples' inner products, which the bundle keeps for the outer cost (when it admits their size);
+    otherwise from the factors themselves.
     """
     symmetric = b is None
     b = a if b is None else b
@@ -221,6 +229,6 @@ def bures_pair_table(a: LabelStats, b: LabelStats | None = None) -> Tensor:
         ia, ib = torch.cartesian_prod(torch.arange(ca, device=a.means.device),
                                       torch.arange(cb, device=a.means.device)).T  # (2, Ca Cb)
     mean_term = (a.means[ia] - b.means[ib]).pow(2).sum(-1)  # (P,)
-    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib, not symmetric)
+    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib, not symmetric, products)
     table = a.means.new_zeros(ca, cb).index_put_((ia, ib), values.clamp_min(0))
     return table + table.T if symmetric else table

@@ -1,14 +1,16 @@
 """Label-to-label distances W_2^2(alpha_c, alpha_c') between the class-conditional feature distributions.
 
-Two variants, chosen in YAML by class_path:
+Three variants, chosen in YAML by class_path:
 
 * :class:`GaussianLabelDistance`: each class is approximated by N(mu_c, cov_c) and compared in closed form
-  (Bures-Wasserstein, :mod:`dsflow.ot.bures`). ``diagonal=True`` keeps only the variances (cheap in high d).
+  (Bures-Wasserstein, :mod:`dsflow.ot.bures`).
+* :class:`DiagonalGaussianLabelDistance`: the same with the variances only, N(mu_c, diag(var_c)) (cheap in high d).
 * :class:`ExactLabelDistance`: OT between the samples of the two classes themselves (debiased Sinkhorn with a
   small blur, all class pairs in one batched geomloss call), differentiable in the samples.
 
-Each variant turns a labeled set into a *summary* once (:meth:`summarize`), and compares two summaries
-(:meth:`table`), so that the summary of a fixed reference dataset is computed once.
+Each variant turns a labeled set into a *summary* once (:meth:`LabelDistance.summarize`), and compares two
+summaries (:meth:`LabelDistance.table`), so that the summary of a fixed reference dataset is computed once. The
+Gaussian variants also compare label Gaussians that are parameters (jd-fl, jd-vl, :mod:`dsflow.flows.joint`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,15 @@ from geomloss import SamplesLoss
 from torch import Tensor
 
 from dsflow.ot.bures import bures_pair_table, bures_wasserstein_table
-from dsflow.ot.sinkhorn import bounding_diameter, squared_distances
-from dsflow.ot.stats import LabelStats, class_counts, class_stats, group_by_class
+from dsflow.ot.class_layout import ClassLayout, LayoutCache
+from dsflow.ot.distances import bounding_diameter, squared_distances
+from dsflow.ot.products import SharedProducts
+from dsflow.ot.stats import LabelStats, class_stats, group_by_class
 
-__all__ = ["LabelDistance", "GaussianLabelDistance", "ExactLabelDistance", "ClassSamples"]
+__all__ = [
+    "LabelDistance", "BaseGaussianLabelDistance", "GaussianLabelDistance", "DiagonalGaussianLabelDistance",
+    "DiagonalStats", "ExactLabelDistance", "ClassSamples",
+]
 
 
 class LabelDistance(ABC):
@@ -35,51 +42,65 @@ class LabelDistance(ABC):
     min_class_size: int = 1
 
     @abstractmethod
-    def summarize(self, x: Tensor, y: Tensor, num_classes: int) -> Any:
-        """What :meth:`table` needs of the labeled set x (n, d), y (n,)."""
+    def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> Any:
+        """What :meth:`table` needs of the labeled set x (n, d), y (n,); ``layouts`` keeps the class layout of y
+        for the next call (:mod:`dsflow.ot.class_layout`; None: computed afresh)."""
 
     @abstractmethod
-    def table(self, a: Any, b: Any) -> Tensor:
-        """(Ca, Cb) squared label distances between the classes of two summaries."""
+    def table(self, a: Any, b: Any, products: SharedProducts | None = None) -> Tensor:
+        """(Ca, Cb) squared label distances between the classes of two summaries; ``products`` receives the
+        inner products a solver may reuse (:mod:`dsflow.ot.products`; variants that compute none ignore it)."""
 
-    def self_table(self, a: Any) -> Tensor:
+    def self_table(self, a: Any, products: SharedProducts | None = None) -> Tensor:
         """(Ca, Ca) squared label distances among the classes of one summary (symmetric, zero diagonal)."""
-        return self.table(a, a)
+        return self.table(a, a, products)
 
     def __call__(self, x_a: Tensor, y_a: Tensor, c_a: int, x_b: Tensor, y_b: Tensor, c_b: int) -> Tensor:
         """(Ca, Cb) squared distances between the classes of (x_a, y_a) and (x_b, y_b)."""
         return self.table(self.summarize(x_a, y_a, c_a), self.summarize(x_b, y_b, c_b))
 
 
-class GaussianLabelDistance(LabelDistance):
-    """Bures-Wasserstein distance between class Gaussians N(mu_c, cov_c).
+def _layout(layouts: LayoutCache | None, y: Tensor, num_classes: int) -> ClassLayout | None:
+    return None if layouts is None else layouts.get(y, num_classes)
 
-    Args:
-        diagonal: keep only the per-feature variances; W_2^2 = |mu - mu'|^2 + |sqrt(var) - sqrt(var')|^2.
-    """
+
+class BaseGaussianLabelDistance(LabelDistance, ABC):
+    """A label distance between class Gaussians, which also compares label Gaussians given as parameters."""
 
     min_class_size = 2
 
-    def __init__(self, diagonal: bool = False) -> None:
-        self.diagonal = diagonal
+    @abstractmethod
+    def gaussians(self, stats: LabelStats) -> Any:
+        """The summary of class Gaussians given by means and covariances (or factors), e.g. parameters (jd-fl)."""
 
-    def summarize(self, x: Tensor, y: Tensor, num_classes: int) -> LabelStats:
-        stats = class_stats(x, y, num_classes)
-        if self.diagonal:
-            return diagonal_stats(stats)
-        return stats
+    @abstractmethod
+    def table_from_diagonal(self, means: Tensor, stds: Tensor, b: Any) -> Tensor:
+        """(n, Cb) distances from the Gaussians N(means_i, diag(stds_i^2)) (means, stds (n, d)) to the classes of
+        summary ``b`` (jd-vl: one Gaussian per particle); differentiable in means and stds."""
 
-    def table(self, a: LabelStats, b: LabelStats) -> Tensor:
-        if self.diagonal:
-            return diagonal_bures_table(a, b)
+
+class GaussianLabelDistance(BaseGaussianLabelDistance):
+    """Bures-Wasserstein distance between class Gaussians N(mu_c, cov_c); summaries are :class:`LabelStats`."""
+
+    def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> LabelStats:
+        return class_stats(x, y, num_classes, layout=_layout(layouts, y, num_classes))
+
+    def table(self, a: LabelStats, b: LabelStats, products: SharedProducts | None = None) -> Tensor:
         if _needs_grad(a, b):
             return bures_wasserstein_table(a, b)
-        return bures_pair_table(a, b)  # batched Gram eigenvalues: same values, no autograd
+        return bures_pair_table(a, b, products)  # batched Gram eigenvalues: same values, no autograd
 
-    def self_table(self, a: LabelStats) -> Tensor:
-        if self.diagonal or _needs_grad(a):
+    def self_table(self, a: LabelStats, products: SharedProducts | None = None) -> Tensor:
+        if _needs_grad(a):
             return self.table(a, a)
-        return bures_pair_table(a)  # upper triangle only
+        return bures_pair_table(a, products=products)  # upper triangle only
+
+    def gaussians(self, stats: LabelStats) -> LabelStats:
+        return stats
+
+    def table_from_diagonal(self, means: Tensor, stds: Tensor, b: LabelStats) -> Tensor:
+        src = LabelStats(means, torch.diag_embed(stds.pow(2)), None, means.new_ones(means.shape[0]))
+        return self.table(b, src).transpose(0, 1)  # (n, Cb); square roots of b's (fixed) side only
 
 
 def _needs_grad(*stats: LabelStats) -> bool:
@@ -88,22 +109,53 @@ def _needs_grad(*stats: LabelStats) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def diagonal_stats(stats: LabelStats) -> LabelStats:
-    """Keep the variances only: covs becomes (C, d) (the diagonals)."""
-    if stats.factors is not None:
-        var = stats.factors.pow(2).sum(-1)  # (C, d)
-    else:
-        assert stats.covs is not None
-        var = torch.diagonal(stats.covs, dim1=-2, dim2=-1)
-    return LabelStats(stats.means, var, None, stats.counts)
+@dataclass(frozen=True)
+class DiagonalStats:
+    """Diagonal Gaussian summary of each class.
+
+    Attributes:
+        means: (C, d) class means mu_c.
+        variances: (C, d) per-feature class variances var_c (the diagonal of cov_c).
+        counts: (C,) samples per class (float; weights for parameters).
+    """
+
+    means: Tensor
+    variances: Tensor
+    counts: Tensor
+
+    @classmethod
+    def of(cls, stats: LabelStats) -> "DiagonalStats":
+        """The diagonals of full class statistics."""
+        if stats.factors is not None:
+            var = stats.factors.pow(2).sum(-1)  # (C, d)
+        else:
+            assert stats.covs is not None
+            var = torch.diagonal(stats.covs, dim1=-2, dim2=-1)
+        return cls(stats.means, var, stats.counts)
 
 
-def diagonal_bures_table(a: LabelStats, b: LabelStats) -> Tensor:
-    """(Ca, Cb) W_2^2 between diagonal Gaussians; ``covs`` hold the (C, d) variances."""
-    assert a.covs is not None and b.covs is not None
+def diagonal_bures_table(a: DiagonalStats, b: DiagonalStats) -> Tensor:
+    """(Ca, Cb) W_2^2 = |mu - mu'|^2 + |sqrt(var) - sqrt(var')|^2 between diagonal Gaussians."""
     mean_term = torch.cdist(a.means, b.means).pow(2)  # (Ca, Cb)
-    sd_term = torch.cdist(a.covs.clamp_min(0).sqrt(), b.covs.clamp_min(0).sqrt()).pow(2)
+    sd_term = torch.cdist(a.variances.clamp_min(0).sqrt(), b.variances.clamp_min(0).sqrt()).pow(2)
     return mean_term + sd_term
+
+
+class DiagonalGaussianLabelDistance(BaseGaussianLabelDistance):
+    """Bures-Wasserstein distance between diagonal class Gaussians N(mu_c, diag(var_c)), W_2^2 =
+    |mu - mu'|^2 + |sqrt(var) - sqrt(var')|^2 (diagonal Gaussians commute); summaries are :class:`DiagonalStats`."""
+
+    def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> DiagonalStats:
+        return DiagonalStats.of(class_stats(x, y, num_classes, layout=_layout(layouts, y, num_classes)))
+
+    def table(self, a: DiagonalStats, b: DiagonalStats, products: SharedProducts | None = None) -> Tensor:
+        return diagonal_bures_table(a, b)
+
+    def gaussians(self, stats: LabelStats) -> DiagonalStats:
+        return DiagonalStats.of(stats)
+
+    def table_from_diagonal(self, means: Tensor, stds: Tensor, b: DiagonalStats) -> Tensor:
+        return diagonal_bures_table(DiagonalStats(means, stds.pow(2), means.new_ones(means.shape[0])), b)  # (n, Cb)
 
 
 @dataclass(frozen=True)
@@ -128,15 +180,16 @@ class ExactLabelDistance(LabelDistance):
         self.eps = eps
         self.scaling = scaling
 
-    def summarize(self, x: Tensor, y: Tensor, num_classes: int) -> ClassSamples:
-        points = group_by_class(x, y, num_classes)  # (C, r, d)
-        counts = class_counts(y, num_classes)
+    def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> ClassSamples:
+        layout = _layout(layouts, y, num_classes)
+        points = group_by_class(x, y, num_classes, layout)  # (C, r, d)
+        counts = layout.counts if layout is not None else torch.bincount(y, minlength=num_classes)
         r = points.shape[1]
         mask = torch.arange(r, device=x.device)[None, :] < counts[:, None]  # (C, r)
         weights = mask.to(x.dtype) / counts.clamp_min(1).to(x.dtype)[:, None]
         return ClassSamples(points, weights)
 
-    def table(self, a: ClassSamples, b: ClassSamples) -> Tensor:
+    def table(self, a: ClassSamples, b: ClassSamples, products: SharedProducts | None = None) -> Tensor:
         ca, cb = a.points.shape[0], b.points.shape[0]
         pa = a.points[:, None].expand(-1, cb, -1, -1).reshape(ca * cb, *a.points.shape[1:])  # (Ca*Cb, ra, d)
         pb = b.points[None].expand(ca, -1, -1, -1).reshape(ca * cb, *b.points.shape[1:])  # (Ca*Cb, rb, d)

@@ -1,0 +1,123 @@
+"""Log-domain Sinkhorn on the OTDD ground cost, one sweep at a time, with epsilon-scaling written once.
+
+A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.blocks` gives their sweeps):
+
+* :class:`CrossProblem` OT(a, b): f <- softmin(C, g), g <- softmin(C^T, f);
+* :class:`SelfProblem` OT(a, a): the symmetric update p <- (p + softmin(C, p)) / 2.
+
+Both are driven the same way: :func:`anneal` sweeps once at each epsilon of a schedule above the target
+(epsilon-scaling, Schmitzer 2019; geomloss's schedule, :func:`cold_schedule`), then :func:`iterate` sweeps at the
+target epsilon until the potentials stop moving. A warm start anneals over fewer levels (:func:`warm_schedule`).
+Everything runs without autograd.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from dsflow.ot.blocks import GroundCost, sweep_cross, sweep_self
+from dsflow.ot.costs import OTDDSettings
+from dsflow.ot.distances import bounding_diameter
+
+__all__ = [
+    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "anneal", "iterate", "solve", "cold_schedule",
+    "warm_schedule",
+]
+
+
+class SweepLimits(NamedTuple):
+    """When sweeping at the target epsilon stops.
+
+    Attributes:
+        tol: stop once a sweep moves no potential by more than ``tol * eps``.
+        max_iter: most sweeps.
+        check_every: sweeps between convergence checks (each one a host synchronisation).
+    """
+
+    tol: float
+    max_iter: int
+    check_every: int
+
+
+class Problem(Protocol):
+    """A Sinkhorn problem stepped one sweep at a time (:class:`CrossProblem`, :class:`SelfProblem`)."""
+
+    def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
+        """One sweep at ``eps``; the largest potential change when ``measure`` (else None)."""
+
+
+class CrossProblem:
+    """OT(a, b) on ``cost`` (n, m): potentials f (n,), starting at 0, and g (m,), starting at ``g``.
+
+    Args: cost, a_log (n,) and b_log (m,) log-masses, g (m,) the starting column potential.
+    """
+
+    def __init__(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor) -> None:
+        self.cost, self.a_log, self.b_log = cost, a_log, b_log
+        self.f, self.g = torch.zeros_like(a_log), g
+
+    def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
+        """One Sinkhorn iteration at ``eps``; returns max |f_new - f| when ``measure``."""
+        f_new, self.g = sweep_cross(self.cost, self.a_log, self.b_log, self.g, eps)
+        change = (f_new - self.f).abs().max() if measure else None
+        self.f = f_new
+        return change
+
+
+class SelfProblem:
+    """OT(a, a) on ``cost`` (n, n): the symmetric potential p (n,), starting at ``p``."""
+
+    def __init__(self, cost: GroundCost, a_log: Tensor, p: Tensor) -> None:
+        self.cost, self.a_log, self.p = cost, a_log, p
+
+    def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
+        """One averaged iteration at ``eps``; returns max |p_new - p| when ``measure``."""
+        new = 0.5 * (self.p + sweep_self(self.cost, self.a_log, self.p, eps))
+        change = (new - self.p).abs().max() if measure else None
+        self.p = new
+        return change
+
+
+def anneal(problem: Problem, schedule: list[float]) -> None:
+    """Epsilon-scaling: one sweep at each level of ``schedule`` above the target (its last entry)."""
+    for eps in schedule[:-1]:
+        problem.sweep(eps, measure=False)
+
+
+def iterate(problem: Problem, eps: float, limits: SweepLimits) -> tuple[int, bool]:
+    """Sweep at ``eps`` until the potentials move by at most ``tol * eps`` (checked every ``check_every``
+    sweeps) or ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
+    for it in range(1, limits.max_iter + 1):
+        change = problem.sweep(eps)
+        if it % limits.check_every == 0 and float(change) <= limits.tol * eps:
+            return it, True
+    return limits.max_iter, False
+
+
+def solve(problem: Problem, schedule: list[float], limits: SweepLimits) -> tuple[int, bool]:
+    """:func:`anneal` over ``schedule``, then :func:`iterate` at its target epsilon."""
+    anneal(problem, schedule)
+    return iterate(problem, schedule[-1], limits)
+
+
+def cold_schedule(clouds: tuple[Tensor, ...], table: Tensor, s: OTDDSettings) -> list[float]:
+    """Epsilon-scaling from the largest cost down to eps, by factors scaling^2 (geomloss's schedule).
+
+    Args: clouds (k, d) the point clouds of the problem, table the label distances they may meet.
+    """
+    top = s.lambda_x * bounding_diameter(*clouds) ** 2 + s.lambda_y * float(table.max()) + s.eps
+    steps = max(0, math.ceil(math.log(top / s.eps) / (-2 * math.log(s.scaling))))
+    return [top * s.scaling ** (2 * k) for k in range(steps)] + [s.eps]
+
+
+def warm_schedule(moved: float, s: OTDDSettings, margin: int, most: int, cold_levels: int | None) -> list[float]:
+    """Epsilon levels of a warm start whose potentials moved by ``moved`` in the previous call: from
+    eps * moved / eps down to eps by factors scaling^2, plus ``margin`` levels, at most ``most`` and never more
+    than the cold start had (``cold_levels``, None: no such bound)."""
+    levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + margin
+    levels = min(most, levels, levels if cold_levels is None else cold_levels)
+    return [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
