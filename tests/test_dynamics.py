@@ -23,9 +23,10 @@ from dsflow.flows import (
     OTDDTerm,
     match_labels,
 )
-from dsflow.ot.label_distance import ExactLabelDistance, GaussianLabelDistance
-from dsflow.ot.otdd import LabelCosts, OTDDSettings, otdd
-from dsflow.ot.sinkhorn import squared_distances
+from dsflow.ot.costs import LabelCosts, OTDDSettings
+from dsflow.ot.label_distance import DiagonalGaussianLabelDistance, ExactLabelDistance, GaussianLabelDistance
+from dsflow.ot.otdd import otdd
+from dsflow.ot.distances import squared_distances
 
 D = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -86,15 +87,15 @@ def test_jdfl_needs_gaussian_label_distance() -> None:
 
 
 @pytest.mark.parametrize("dynamics", [lambda: JointDrivenFixed(), lambda: JointDrivenVariable(KMeansClustering(2))])
-@pytest.mark.parametrize("diagonal", [False, True])
-def test_label_step_does_not_depend_on_n(dynamics, diagonal: bool) -> None:
+@pytest.mark.parametrize("distance", [GaussianLabelDistance, DiagonalGaussianLabelDistance], ids=["full", "diag"])
+def test_label_step_does_not_depend_on_n(dynamics, distance) -> None:
     """Eq. 17's rule for label parameters: duplicating every particle leaves the first step unchanged."""
     source = _mixture(SOURCE["means"], SOURCE["labels"], 6, 0)
     reference = _mixture(REFERENCE["means"], None, 6, 1)
     double = LabeledData(source.x.repeat(2, 1), source.y.repeat(2), source.num_classes)
     steps = []
     for data in (source, double):
-        flow = make_flow([OTDDTerm(eps=0.5, scaling=0.95, label_distance=GaussianLabelDistance(diagonal))], data, reference, dynamics())
+        flow = make_flow([OTDDTerm(eps=0.5, scaling=0.95, label_distance=distance())], data, reference, dynamics())
         flow_steps(flow, 1, lr=0.1)
         n = source.x.shape[0]  # jd-vl: the first copy's Gaussians; jd-fl: the (C, d) class means
         steps.append((flow.particles.x.detach()[:n], flow.dynamics.means.detach()[:n]))
@@ -221,9 +222,9 @@ def test_jdfl_gradients_finite_for_isotropic_and_singleton_classes() -> None:
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=D)
     source = LabeledData(x, torch.tensor([0, 0, 0, 1]), 2)
     reference = _mixture(REFERENCE["means"][:2], None, 5, 1)
-    for diagonal in (False, True):
+    for distance in (GaussianLabelDistance(), DiagonalGaussianLabelDistance()):
         dyn = JointDrivenFixed()
-        flow = make_flow([OTDDTerm(eps=0.5, label_distance=GaussianLabelDistance(diagonal))], source, reference, dyn)
+        flow = make_flow([OTDDTerm(eps=0.5, label_distance=distance)], source, reference, dyn)
         flow.compute_objective().total.backward()
         assert torch.isfinite(dyn.means.grad).all() and torch.isfinite(dyn.factors.grad).all()
         assert float(dyn.factors.grad.abs().sum()) > 0
