@@ -2,8 +2,8 @@
 
 * :class:`UMAPFeatures`: UMAP (McInnes, Healy & Melville 2018) to a few dimensions with ``min_dist = 0`` (points
   may pile up: what a clusterer wants), as in N2D (McConville et al. 2020). Needs the ``umap-learn`` package.
-* :class:`SpectralFeatures`: the Laplacian eigenmap of a symmetrised kNN graph (the embedding of spectral
-  clustering, Ng, Jordan & Weiss 2001), rows normalised to unit length.
+* :class:`SpectralFeatures`: the leading eigenvectors of the normalised Laplacian of a symmetrised kNN graph (the
+  embedding of spectral clustering, Ng, Jordan & Weiss 2001, constant-like first vector included), rows normalised.
 
 Neighbourhood size. A kNN graph should join each class internally and join classes to each other little. With n
 points in C classes, a class holds about n / C; the neighbour count defaults to ``neighbor_scale * sqrt(n / C)``
@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 import torch
-from sklearn.manifold import SpectralEmbedding
+from sklearn.manifold import spectral_embedding
+from sklearn.neighbors import kneighbors_graph
 from torch import Tensor
 
 from dsflow.data.pseudo.features import ClusterFeatures, leading_components
@@ -28,14 +29,14 @@ __all__ = ["UMAPFeatures", "SpectralFeatures", "class_neighbors"]
 def class_neighbors(n: int, num_clusters: int | None, scale: float = 1.0, fixed: int | None = None) -> int:
     """Neighbour count of a kNN graph on n points expected to hold ``num_clusters`` classes.
 
-    ``fixed`` when given, else ``round(scale * sqrt(n / C))`` (C = 1 when unknown), clipped to [2, n - 1].
+    ``fixed`` when given, else ``round(scale * sqrt(n / C))`` (C = 1 when unknown), clipped to [5, n - 1] (fewer than 5 neighbours splits classes of a few dozen points).
     """
     if fixed is not None:
         if not 1 <= fixed < n:
             raise ValueError(f"neighbors must lie in [1, n - 1] = [1, {n - 1}], got {fixed}")
         return fixed
     k = round(scale * math.sqrt(n / max(num_clusters or 1, 1)))
-    return int(min(max(k, 2), n - 1))
+    return int(min(max(k, 5), n - 1))
 
 
 class UMAPFeatures(ClusterFeatures):
@@ -97,5 +98,7 @@ class SpectralFeatures(ClusterFeatures):
         if p is None or not 1 <= p < n:
             raise ValueError(f"SpectralFeatures: components must lie in [1, n) = [1, {n}), got {p}")
         k = class_neighbors(n, num_clusters, self.neighbor_scale, self.neighbors)
-        z = SpectralEmbedding(p, affinity="nearest_neighbors", n_neighbors=k, random_state=self.seed).fit_transform(flat)
+        graph = kneighbors_graph(flat, k, include_self=True)
+        adjacency = 0.5 * (graph + graph.T)  # (n, n) symmetrised kNN graph, as SpectralClustering builds it
+        z = spectral_embedding(adjacency, n_components=p, drop_first=False, random_state=self.seed)  # (n, p)
         return torch.from_numpy(z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12))  # (n, p)
