@@ -89,7 +89,7 @@ METHODS: dict[str, tuple[str, Callable[[], Clusterer]]] = {
 }
 
 #: what SelectByStability chooses among (kept small: each candidate runs on three subsamples)
-STABILITY_CANDIDATES = ["umap-km", "hog-umap-km", "deskew-umap-km"]
+STABILITY_CANDIDATES = ["hog-umap-x0.5-km", "hog-umap-km", "hog-umap-x2-km", "deskew-hog-umap-km", "umap-km"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

@@ -165,3 +165,22 @@ def test_neighbors_follow_class_size_and_bad_arguments_fail() -> None:
     for make, match in cases:
         with pytest.raises(ValueError, match=match):
             make()
+
+
+def test_recommended_yaml_of_the_docs_instantiates() -> None:
+    """The snippet of docs/pseudo_labels.md parses into the chain it describes (nothing is loaded)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    from dsflow.data import Chain, KMNIST
+
+    doc = (Path(__file__).parents[1] / "docs/pseudo_labels.md").read_text()
+    snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
+    parser = ArgumentParser()
+    parser.add_argument("--source", type=PseudoLabeled)
+    src = parser.instantiate_classes(parser.parse_object(snippet)).source
+    assert isinstance(src.source, KMNIST) and isinstance(src.features, Chain) and isinstance(src.clusterer, KMeansClusterer)
+    assert [type(s) for s in src.features.steps] == [DeskewFeatures, GradientHistogramFeatures, UMAPFeatures]
