@@ -35,7 +35,7 @@ from dsflow.data import (
     PixelFeatures, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures,
     hungarian_alignment,
 )
-from dsflow.data.base import DatasetSource
+from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.distorted import Distorted
 
 
@@ -119,8 +119,8 @@ class _Fixed(Pseudolabeler):
         return self.labels
 
 
-def run_methods(name: str, n: int, seed: int, methods: list[str]) -> dict[str, tuple[Tensor, float]]:
-    """Labels and seconds (features + clustering) of each method on one dataset sample."""
+def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[str, tuple[str | None, float, float]], LabeledData]:
+    """Per method: (what a selection chose or None, seconds with features, accuracy %); and the data sample."""
     data = DATASETS[name][1](n, seed).load()
     k, cache, out = data.num_classes, {}, {}
     for m in methods:
@@ -141,7 +141,7 @@ def run_methods(name: str, n: int, seed: int, methods: list[str]) -> dict[str, t
     return {m: (v[0] if isinstance(v[0], str) else None, v[1], v[2]) for m, v in out.items()}, data
 
 
-def run_stability(data, seed: int) -> tuple[str, float, float, list[float]]:
+def run_stability(data: LabeledData, seed: int) -> tuple[str, float, float, list[float]]:
     """What SelectByStability picks on one dataset sample: method, accuracy, seconds, scores."""
     cands = [ClusterPipeline(FEATURES[METHODS[m][0]](seed), METHODS[m][1](), name=m) for m in STABILITY_CANDIDATES]
     select = SelectByStability(cands)
