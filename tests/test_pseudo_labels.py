@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from dsflow.data import (
-    ClusterFeatures, DatasetSource, FlowDataModule, GaussianMixture, LabeledData, PCAFeatures, PixelFeatures, PseudoLabeled,
-    FashionMNIST, TSNEFeatures, data_root,
+    ClusterFeatures, Clusterer, DatasetSource, FlowDataModule, GaussianMixture, LabeledData, OverClusterMerge, PCAFeatures,
+    PixelFeatures, PseudoLabeled, FashionMNIST, SpectralClusterer, TSNEFeatures, data_root,
 )
 from dsflow.data.pseudo import hungarian_alignment, kmeans_labels
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
@@ -55,21 +55,24 @@ def test_hungarian_with_more_clusters_than_classes() -> None:
     assert mapping[0] == 1 and mapping[1] == 0 and mapping[2] == 0  # cluster 2 unmatched: majority label
 
 
-def _flow(source: DatasetSource, features: ClusterFeatures | None = None) -> torch.Tensor:
+def _flow(source: DatasetSource, features: ClusterFeatures | None = None, clusterer: Clusterer | None = None) -> torch.Tensor:
     L.seed_everything(0, verbose=False)
     model = FlowModule([OTDDTerm(eps=0.1, lambda_y=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1))
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
-    pseudo = PseudoLabeled(source, seed=0, features=features)
+    pseudo = PseudoLabeled(source, seed=0, features=features, clusterer=clusterer)
     trainer.fit(model, datamodule=FlowDataModule(pseudo, REFERENCE, steps_per_epoch=3))
     return model.particles.x.detach().clone()
 
 
-@pytest.mark.parametrize("features", [None, PCAFeatures(components=2), TSNEFeatures(perplexity=10)], ids=["pixels", "pca", "tsne"])
-def test_unlabeled_flow_never_sees_true_labels(features: ClusterFeatures | None) -> None:
-    reference = _flow(_Relabeled(SOURCE, "true"), features)
-    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted"), features))
-    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "noise"), features))
+@pytest.mark.parametrize("features, clusterer", [
+    (None, None), (PCAFeatures(components=2), None), (TSNEFeatures(perplexity=10), None), (None, SpectralClusterer()),
+    (None, OverClusterMerge(factor=2)),
+], ids=["pixels", "pca", "tsne", "spectral", "merge"])
+def test_unlabeled_flow_never_sees_true_labels(features: ClusterFeatures | None, clusterer: Clusterer | None) -> None:
+    reference = _flow(_Relabeled(SOURCE, "true"), features, clusterer)
+    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted"), features, clusterer))
+    assert torch.equal(reference, _flow(_Relabeled(SOURCE, "noise"), features, clusterer))
     assert not torch.equal(reference, SOURCE.load().x)  # the particles did move
 
 

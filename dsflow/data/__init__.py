@@ -6,7 +6,10 @@ from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
 from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import (
-    ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, TSNEFeatures, hungarian_alignment, kmeans_labels,
+    AgglomerativeClusterer, Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures,
+    GaussianMixtureClusterer, GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures,
+    PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
+    UMAPFeatures, hungarian_alignment, kmeans_labels,
 )
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.swiss_roll import SwissRoll
@@ -14,29 +17,45 @@ from dsflow.data.synthetic import GaussianMixture
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
 __all__ = [
+    "AgglomerativeClusterer",
     "ArrayFile",
     "CIFAR10",
+    "Chain",
     "ClusterFeatures",
+    "ClusterPipeline",
+    "Clusterer",
+    "ConsensusClusterer",
     "DatasetSource",
+    "DeskewFeatures",
     "EMNIST",
     "FashionMNIST",
     "FlowDataModule",
     "FlowPairs",
     "GaussianMixture",
+    "GaussianMixtureClusterer",
+    "GradientHistogramFeatures",
     "ImageDataModule",
     "ImageFolder",
     "KMNIST",
+    "KMeansClusterer",
     "LabeledData",
     "MNIST",
     "MissingDataError",
+    "OverClusterMerge",
     "PCAFeatures",
     "PCAM",
     "PixelFeatures",
     "PseudoLabeled",
+    "Pseudolabeler",
     "RawImages",
     "STL10",
+    "SelectByAgreement",
+    "SelectByStability",
+    "SpectralClusterer",
+    "SpectralFeatures",
     "SwissRoll",
     "TSNEFeatures",
+    "UMAPFeatures",
     "USPS",
     "data_root",
     "hungarian_alignment",

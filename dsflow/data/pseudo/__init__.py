@@ -1,0 +1,23 @@
+"""Pseudo-labels for unlabeled datasets (paper section 6.3): feature maps, clusterers, label-free selection.
+
+A pseudo-label is ``clusterer(features(x), k)``; neither part reads a label. See docs/pseudo_labels.md for the
+methods measured on the development datasets and the protocol that chose the recommended one.
+"""
+
+from dsflow.data.pseudo.clusterers import (
+    AgglomerativeClusterer, Clusterer, GaussianMixtureClusterer, KMeansClusterer, SpectralClusterer, relabel_by_size,
+)
+from dsflow.data.pseudo.embeddings import SpectralFeatures, UMAPFeatures, class_neighbors
+from dsflow.data.pseudo.ensembles import ConsensusClusterer, OverClusterMerge
+from dsflow.data.pseudo.features import Chain, ClusterFeatures, PCAFeatures, PixelFeatures, TSNEFeatures
+from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramFeatures
+from dsflow.data.pseudo.labeled import PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
+
+__all__ = [
+    "AgglomerativeClusterer", "Chain", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
+    "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
+    "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
+    "Selection", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
+    "hungarian_alignment", "kmeans_labels", "relabel_by_size",
+]
