@@ -184,3 +184,30 @@ def test_recommended_yaml_of_the_docs_instantiates() -> None:
     src = parser.instantiate_classes(parser.parse_object(snippet)).source
     assert isinstance(src.source, KMNIST) and isinstance(src.features, Chain) and isinstance(src.clusterer, KMeansClusterer)
     assert [type(s) for s in src.features.steps] == [DeskewFeatures, GradientHistogramFeatures, UMAPFeatures]
+
+
+def test_balanced_kmeans_gives_equal_clusters_of_least_cost() -> None:
+    """Equal cluster sizes, the least total squared distance among balanced assignments (brute force on 8 points),
+    and separated equal blobs recovered exactly."""
+    import itertools
+
+    import numpy as np
+
+    from dsflow.data import BalancedKMeansClusterer, hungarian_alignment
+    from dsflow.data.pseudo import balanced_assignment
+
+    gen = torch.Generator().manual_seed(0)
+    big, small = torch.randn(60, 2, generator=gen) * 0.3, torch.randn(20, 2, generator=gen) * 0.3 + 6.0
+    labels = BalancedKMeansClusterer(n_init=2)(torch.cat([big, small]).double(), 4, seed=0)
+    assert torch.bincount(labels).tolist() == [20, 20, 20, 20]  # the big blob is cut into three
+    pts, centres = np.random.default_rng(1).normal(size=(8, 2)), np.array([[0.0, 0.0], [1.0, 1.0]])
+    cost = lambda lab: sum(((pts[i] - centres[c]) ** 2).sum() for i, c in enumerate(lab))  # noqa: E731
+    best = min((lab for lab in itertools.product([0, 1], repeat=8) if sum(lab) == 4), key=cost)
+    got = balanced_assignment(pts, centres)
+    assert np.bincount(got).tolist() == [4, 4] and abs(cost(got) - cost(best)) < 1e-12
+    y = torch.arange(90) % 3
+    blobs = torch.randn(90, 2, generator=gen).double() * 0.2 + 5.0 * torch.eye(3)[y, :2].double()
+    pred = BalancedKMeansClusterer()(blobs, 3)
+    assert torch.equal(hungarian_alignment(pred, y, 3, 3)[pred], y)
+    with pytest.raises(ValueError, match="need n_init >= 1 and max_iter >= 1, got 0, 30"):
+        BalancedKMeansClusterer(n_init=0)

@@ -7,7 +7,7 @@ from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, t
 from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import (
     AgglomerativeClusterer, Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures,
-    GaussianMixtureClusterer, GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures,
+    BalancedKMeansClusterer, GaussianMixtureClusterer, GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures,
     PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
     UMAPFeatures, hungarian_alignment, kmeans_labels,
 )
@@ -37,6 +37,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolder",
     "KMNIST",
+    "BalancedKMeansClusterer",
     "KMeansClusterer",
     "LabeledData",
     "MNIST",

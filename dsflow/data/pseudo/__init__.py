@@ -4,6 +4,7 @@ A pseudo-label is ``clusterer(features(x), k)``; neither part reads a label. See
 methods measured on the development datasets and the protocol that chose the recommended one.
 """
 
+from dsflow.data.pseudo.balanced import BalancedKMeansClusterer, balanced_assignment
 from dsflow.data.pseudo.clusterers import (
     AgglomerativeClusterer, Clusterer, GaussianMixtureClusterer, KMeansClusterer, SpectralClusterer, relabel_by_size,
 )
@@ -15,9 +16,9 @@ from dsflow.data.pseudo.labeled import PseudoLabeled, hungarian_alignment, kmean
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
 
 __all__ = [
-    "AgglomerativeClusterer", "Chain", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
+    "AgglomerativeClusterer", "BalancedKMeansClusterer", "Chain", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
     "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
     "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
     "Selection", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
-    "hungarian_alignment", "kmeans_labels", "relabel_by_size",
+    "balanced_assignment", "hungarian_alignment", "kmeans_labels", "relabel_by_size",
 ]
