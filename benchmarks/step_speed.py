@@ -107,11 +107,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, solver: str, max_ite
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = module.compute_objective().total
-        loss.backward()
-        module.on_after_backward()
-        opt.step()
+        loss = module.flow_step(opt).total
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)

@@ -157,13 +157,33 @@ def flow_main(args: list[str] | None = None) -> FlowCLI:
 
 
 class TrainCLI(RunCLI):
-    """The training CLI (oracles, flow maps): best (by ``val/acc``) and last checkpoints."""
+    """The training CLI (oracles, flow maps): best (by ``val/acc``) and last checkpoints.
+
+    Sizes known from the data are linked, not configured: the network under ``model.init_args.net`` gets the
+    data's image channels and side (``in_channels``, ``input_size``) and class count (``num_classes``) from
+    ``data.image_shape`` and ``data.num_classes``, when it takes such an argument.
+    """
 
     default_name = "train"
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.filename": "best"})
+        net = "model.init_args.net.init_args"  # a link whose source attribute or target is missing is skipped
+        parser.link_arguments("data.image_shape", f"{net}.in_channels", compute_fn=_channels, apply_on="instantiate")
+        parser.link_arguments("data.image_shape", f"{net}.input_size", compute_fn=_side, apply_on="instantiate")
+        parser.link_arguments("data.num_classes", f"{net}.num_classes", apply_on="instantiate")
+
+
+def _channels(image_shape: tuple[int, ...]) -> int:
+    return int(image_shape[0])
+
+
+def _side(image_shape: tuple[int, ...]) -> int:
+    c, h, w = image_shape
+    if h != w:
+        raise ValueError(f"data: the networks take square images, but the images are {h} x {w}; set the dataset's `size`")
+    return int(h)
 
 
 def train_main(args: list[str] | None = None) -> TrainCLI:
@@ -176,5 +196,8 @@ def train_main(args: list[str] | None = None) -> TrainCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        # Lightning's hyperparameter capture cannot record links into a nested network's arguments, and no
+        # dsflow task saves hyperparameters: checkpoints are read by load_oracle (oracles) or ckpt_path (resume)
+        load_from_checkpoint_support=False,
         args=args,
     )

@@ -1,4 +1,4 @@
-"""Helpers for flow tests: a flow step without a Trainer, exactly as FlowModule takes it under Lightning."""
+"""Helpers for flow tests: flows without a Trainer, through the step Lightning takes (FlowModule.flow_step)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,10 @@ def make_flow(terms: list[ObjectiveTerm], source: LabeledData, reference: Labele
 
 
 def flow_steps(module: FlowModule, steps: int, lr: float = 0.1, callback=None) -> torch.optim.Optimizer:
-    """Run ``steps`` SGD flow steps: objective, backward, eq. 17 scaling, step, label update (Lightning's order)."""
+    """Run ``steps`` SGD flow steps with :meth:`FlowModule.flow_step`, calling ``callback(module)`` after each."""
     opt = torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=lr)
     for _ in range(steps):
-        opt.zero_grad()
-        module.compute_objective().total.backward()
-        module.on_after_backward()
-        opt.step()
-        if module.temperature > 0:
-            module.add_noise(lr)
-        module.dynamics.after_step(module.particles)
+        module.flow_step(opt)
         if callback is not None:
             callback(module)
     return opt

@@ -1,4 +1,5 @@
-"""Every figure config under configs/flow/ runs end to end (shortened schedule) and writes its figure."""
+"""Every figure config under configs/flow/ runs end to end (shortened schedule) with the command its header
+documents (its base and data fragments composed by repeated --config) and writes its figure."""
 
 from __future__ import annotations
 
@@ -15,7 +16,22 @@ import torch
 
 from dsflow.cli import flow_main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "flow").glob("fig*.yaml"))
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs" / "flow").glob("fig*.yaml"))
+
+
+def documented_configs(config: Path) -> list[str]:
+    """The ``--config`` arguments of the ``# python flow.py fit ...`` command in the config's header, the config
+    itself last (resolved against the repository root)."""
+    command = next(line for line in config.read_text().splitlines() if line.startswith("# python flow.py fit "))
+    words = command.split()
+    files = [words[i + 1] for i, w in enumerate(words) if w == "--config"]
+    assert files and Path(files[-1]) == config.relative_to(ROOT), command
+    args = []
+    for f in files:
+        assert (ROOT / f).is_file(), f"{config.name}: {f} does not exist"
+        args += ["--config", str(ROOT / f)]
+    return args
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +51,7 @@ def test_every_paper_figure_has_a_config() -> None:
 def test_figure_config_runs(config: Path, tmp_path: Path) -> None:
     steps = 4
     run_dir = tmp_path / config.stem
-    flow_main(["fit", "--config", str(config), "--trainer.max_steps", str(steps), "--trainer.logger", "false",
+    flow_main(["fit", *documented_configs(config), "--trainer.max_steps", str(steps), "--trainer.logger", "false",
                "--recorder.every_n_steps", "2", "--run_dir", str(run_dir)])
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == steps and np.isfinite(summary["final_objective"])
@@ -47,6 +63,6 @@ def test_figure_config_runs(config: Path, tmp_path: Path) -> None:
 def test_figure_is_logged_to_wandb(tmp_path: Path) -> None:
     config = next(c for c in CONFIGS if c.stem.startswith("fig8a"))
     run_dir = tmp_path / "wandb_run"
-    flow_main(["fit", "--config", str(config), "--trainer.max_steps", "2", "--run_dir", str(run_dir)])
+    flow_main(["fit", *documented_configs(config), "--trainer.max_steps", "2", "--run_dir", str(run_dir)])
     media = list((run_dir / "wandb").glob("*run-*/files/media/images/flow/figure*.png"))
     assert media, "flow/figure not logged to W&B"

@@ -102,15 +102,14 @@ def test_fit_flow_map_beats_identity_and_draws_fig9(tmp_path: Path) -> None:
 
 
 def test_train_cli_fits_the_flow_map_config(tmp_path: Path) -> None:
+    """The image shape is linked from the pairs: the same config fits 28 x 28 and 8 x 8 flows."""
     from dsflow.cli import train_main
 
-    run = _flow_run(tmp_path / "flow", size=28)
-    train_main(["fit", "--config", str(CONFIGS / "train/flow_map.yaml"), "--data.init_args.run_dir", str(run),
-                "--trainer.max_epochs", "1", "--trainer.logger", "false", "--trainer.accelerator", "cpu",
-                "--run_dir", str(tmp_path / "fm")])
-    ckpt = torch.load(tmp_path / "fm/checkpoints/best.ckpt", weights_only=False)
-    assert "val/mse" in str(ckpt["callbacks"])
-    with pytest.raises(ValueError, match="expects images of shape"):
-        train_main(["fit", "--config", str(CONFIGS / "train/flow_map.yaml"), "--data.init_args.run_dir",
-                    str(_flow_run(tmp_path / "small", size=8)), "--trainer.max_epochs", "1", "--trainer.logger", "false",
-                    "--run_dir", str(tmp_path / "fm2")])
+    for size in (28, 8):
+        run = _flow_run(tmp_path / f"flow{size}", size=size)
+        cli = train_main(["fit", "--config", str(CONFIGS / "train/flow_map.yaml"), "--data.init_args.run_dir", str(run),
+                          "--trainer.max_epochs", "1", "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+                          "--run_dir", str(tmp_path / f"fm{size}")])
+        assert cli.model.net.input_shape == (1, size, size)
+        ckpt = torch.load(tmp_path / f"fm{size}/checkpoints/best.ckpt", weights_only=False)
+        assert "val/mse" in str(ckpt["callbacks"])

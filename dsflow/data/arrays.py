@@ -34,7 +34,7 @@ class ArrayFile(ImageDataModule):
         kwargs.setdefault("test_split", "test" if test_path is not None else None)
         super().__init__(split=split, **kwargs)
         self.paths = {"train": path, "test": test_path}
-        self.num_classes = num_classes
+        self.declared_classes = num_classes
         if kwargs.get("name") is None:  # error messages name the file
             self.name = str(path)
 
@@ -59,7 +59,7 @@ class ArrayFile(ImageDataModule):
             raise ValueError(f"{path}: `labels` must be {images.shape[0]} non-negative integers, got {labels.dtype} {labels.shape}")
         x = torch.from_numpy(np.ascontiguousarray(images))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
-        c = self.num_classes if self.num_classes is not None else int(labels.max()) + 1
+        c = self.declared_classes if self.declared_classes is not None else int(labels.max()) + 1
         return RawImages(x.contiguous(), torch.from_numpy(labels.astype(np.int64)), c)
 
 

@@ -147,6 +147,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         self.train_split, self.test_split = train_split, test_split
         self.name = name or type(self).__name__
         self._sets: dict[str, TensorDataset] = {}
+        self._layout: tuple[int, tuple[int, ...]] | None = None  # (C, (c, h, w)) once a split is read
 
     @abstractmethod
     def read(self, split: str) -> RawImages:
@@ -166,10 +167,28 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
     def load(self) -> LabeledData:
         return self.load_split(self.split, self.n)
 
+    # ------------------------------------------------------------ sizes known from the data (linked by the CLI)
+    @property
+    def num_classes(self) -> int:
+        """C, the size of the label set (the training split is read on first use)."""
+        return self._read_layout()[0]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """(c, h, w) of the processed images (the training split is read on first use)."""
+        return self._read_layout()[1]
+
+    def _read_layout(self) -> tuple[int, tuple[int, ...]]:
+        if self._layout is None:
+            self.setup("fit")  # what fit reads anyway (cached)
+        assert self._layout is not None
+        return self._layout
+
     # ------------------------------------------------------------ DataModule
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and "train" not in self._sets:
             data = self.load_split(self.train_split, self.n)
+            self._layout = (data.num_classes, data.feature_shape)
             perm = torch.randperm(data.x.shape[0], generator=torch.Generator().manual_seed(self.seed))
             n_val = int(round(self.val_fraction * data.x.shape[0]))
             val, train = perm[:n_val], perm[n_val:]
@@ -178,6 +197,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
                 self._sets["val"] = TensorDataset(data.x[val], data.y[val])
         if stage in ("test", None) and self.test_split is not None and "test" not in self._sets:
             data = self.load_split(self.test_split)
+            self._layout = self._layout or (data.num_classes, data.feature_shape)
             self._sets["test"] = TensorDataset(data.x, data.y)
 
     def train_dataloader(self) -> DataLoader:

@@ -2,8 +2,10 @@
 
 The particle step (paper eq. 17) is x_i <- x_i - tau * n * grad_{x_i} F(rho_n): F is a mean over particles, so
 its gradient in one particle is O(1/n); multiplying by n turns it into that particle's velocity
--grad (dF/drho)(x_i), and the step size tau does not depend on n. This scaling is applied once, in
-:meth:`FlowModule.on_after_backward`; the optimizer (SGD = forward Euler, momentum, Adam) then takes the step.
+-grad (dF/drho)(x_i), and the step size tau does not depend on n. The whole step exists once,
+:meth:`FlowModule.flow_step`: objective, backward, this scaling, the optimizer's step (SGD = forward Euler,
+momentum, Adam), entropy noise, the divergence check and the label update. Lightning's ``training_step`` calls it
+(the module optimizes manually), and so does code that flows without a Trainer.
 
 Entropy (paper section 5, internal energy T int rho log rho) is realised as Brownian noise added right after each
 optimizer step (Euler-Maruyama): x <- x - tau grad F + sqrt(2 tau T) xi, xi ~ N(0, I), with tau the learning rate
@@ -19,6 +21,7 @@ the shards; see :mod:`dsflow.flows.distributed` for what each rank computes and 
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
@@ -87,6 +90,7 @@ class FlowModule(L.LightningModule):
         self.particles = Particles()
         self.reference = Reference()
         self.last_loss: FlowLoss | None = None
+        self.automatic_optimization = False  # training_step takes the whole step itself: flow_step
 
     # ---------------------------------------------------------------- data
     def setup(self, stage: str) -> None:
@@ -153,32 +157,58 @@ class FlowModule(L.LightningModule):
         return self.objective(self.state())
 
     # ---------------------------------------------------------------- training
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        del batch, batch_idx
+    def flow_step(self, optimizer: torch.optim.Optimizer) -> FlowLoss:
+        """One flow step (paper eq. 17); the only place the step is written.
+
+        1. F at the current particles (``last_loss`` becomes its global value, the mean over processes);
+        2. backward (through Lightning when a Trainer drives the module: DDP all-reduces the gradients);
+        3. gradients times n (eq. 17), and the label parameters' own rule (jd-fl, jd-vl);
+        4. the optimizer's step, then the entropy noise sqrt(2 tau T) xi;
+        5. the divergence check (before any callback can checkpoint a diverged state);
+        6. the label update (jd-vl clustering), rank 0's labels broadcast to every process.
+
+        Args:
+            optimizer: over the module's parameters (Lightning's wrapper or a plain ``torch.optim`` optimizer).
+
+        Returns:
+            this process's F (its share of the reference shards), the value backpropagated.
+        """
+        step = self.global_step  # the step being taken (Lightning counts it once the optimizer has stepped)
+        optimizer.zero_grad()
         try:
             loss = self.compute_objective()
         except FloatingPointError as err:
-            raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {err}. {_DIVERGED}") from err
+            raise FloatingPointError(f"FlowModule: flow diverged at step {step}: {err}. {_DIVERGED}") from err
         self.last_loss = self.global_loss(loss)  # the same on every rank: logs, summary and divergence checks agree
+        if self._trainer is not None:
+            self.manual_backward(loss.total)
+        else:
+            loss.total.backward()
+        self.scale_grads()
+        optimizer.step()
+        if self.temperature > 0:
+            self.add_noise(_particle_lr(optimizer, self.particles.x))
+        self._check_finite(step)
+        self.dynamics.after_step(self.particles)
+        if self.dynamics.variable_labels and self._trainer is not None and self.trainer.world_size > 1:
+            sync_labels(self.particles, self.trainer.strategy)  # rank 0's clustering for every rank
+        return loss
+
+    def scale_grads(self) -> None:
+        """Eq. 17: the particles' gradients times n (velocity = n * grad of the mean-weighted functional)."""
+        x = self.particles.x
+        if x is not None and x.grad is not None:
+            x.grad.mul_(self.particles.n)
+        self.dynamics.scale_grads(self.particles)  # the same rule for label parameters (jd-fl, jd-vl)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        del batch, batch_idx
+        loss = self.flow_step(self.optimizers())
+        assert self.last_loss is not None
         self.log("train/objective", self.last_loss.total, prog_bar=True)
         if len(loss.parts) > 1:
             self.log_dict({f"train/{k}": v for k, v in self.last_loss.parts.items()})
         return loss.total
-
-    def on_after_backward(self) -> None:
-        x = self.particles.x
-        if x is not None and x.grad is not None:
-            x.grad.mul_(self.particles.n)  # eq. 17: velocity = n * grad of the mean-weighted functional
-        self.dynamics.scale_grads(self.particles)  # the same rule for label parameters (jd-fl, jd-vl)
-
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        if self.temperature > 0:
-            self.add_noise(self._particle_lr())
-        self._check_finite()  # before any callback can checkpoint a diverged state
-        self.dynamics.after_step(self.particles)
-        if self.dynamics.variable_labels and self._trainer is not None and self.trainer.world_size > 1:
-            sync_labels(self.particles, self.trainer.strategy)  # rank 0's clustering for every rank
 
     @torch.no_grad()
     def add_noise(self, tau: float) -> None:
@@ -188,22 +218,15 @@ class FlowModule(L.LightningModule):
         xi = torch.randn(x.shape, generator=self.noise, dtype=x.dtype)  # drawn on CPU: same stream on any device
         x.add_(xi.to(x.device), alpha=(2 * tau * self.temperature) ** 0.5)
 
-    def _particle_lr(self) -> float:
-        x = self.particles.x
-        for opt in self.trainer.optimizers if self._trainer is not None else []:
-            for group in opt.param_groups:
-                if any(p is x for p in group["params"]):
-                    return float(group["lr"])
-        raise ValueError("FlowModule: the particles are in no optimizer parameter group; cannot size the noise step")
-
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["noise_generator"] = self.noise.get_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "noise_generator" in checkpoint:
             self.noise.set_state(checkpoint["noise_generator"])
+        _count_steps_as_manual(checkpoint)
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, step: int) -> None:
         """Stop with the step number when the objective or the particles stop being finite (one host sync)."""
         x = self.particles.x
         assert x is not None and self.last_loss is not None
@@ -213,7 +236,7 @@ class FlowModule(L.LightningModule):
         what = f"the objective became {objective.item()}" if not torch.isfinite(objective) else (
             f"{int((~torch.isfinite(x)).sum())} particle coordinates became NaN/inf"
         )
-        raise FloatingPointError(f"FlowModule: flow diverged at step {self.global_step}: {what}. {_DIVERGED}")
+        raise FloatingPointError(f"FlowModule: flow diverged at step {step}: {what}. {_DIVERGED}")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         params = [p for p in self.parameters() if p.requires_grad]
@@ -229,6 +252,16 @@ class FlowModule(L.LightningModule):
         return optimizer
 
 
+def _count_steps_as_manual(checkpoint: dict[str, Any]) -> None:
+    """Checkpoints written while the module optimized automatically count its steps as automatic optimizer steps;
+    Lightning reads a manually optimizing module's global step from the manual counter: carry the count over."""
+    loop = checkpoint.get("loops", {}).get("fit_loop", {})
+    automatic = loop.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    manual = loop.get("epoch_loop.manual_optimization.optim_step_progress")
+    if automatic and manual and manual["total"]["completed"] == 0 and automatic["total"]["completed"] > 0:
+        loop["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(automatic)
+
+
 def _check_class_sizes(data: LabeledData, min_size: int) -> None:
     """Every class present in ``data`` needs ``min_size`` samples (2 for a covariance)."""
     counts = torch.bincount(data.y, minlength=data.num_classes)
@@ -239,3 +272,11 @@ def _check_class_sizes(data: LabeledData, min_size: int) -> None:
             f"least {min_size} per class (a covariance is undefined for one sample): drop those classes, add "
             f"samples, or use dsflow.ot.ExactLabelDistance"
         )
+
+
+def _particle_lr(optimizer: torch.optim.Optimizer, x: Tensor | None) -> float:
+    """The step size tau of the parameter group that holds the particles x."""
+    for group in optimizer.param_groups:
+        if any(p is x for p in group["params"]):
+            return float(group["lr"])
+    raise ValueError("FlowModule: the particles are in no optimizer parameter group; cannot size the noise step")

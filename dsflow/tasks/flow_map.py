@@ -40,14 +40,6 @@ class FlowMap(L.LightningModule):
         """x0 (B, c, h, w) -> estimated xT (B, c, h, w)."""
         return self.net(x)
 
-    def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        shape = getattr(dm, "image_shape", None)
-        want = getattr(self.net, "input_shape", None)
-        if shape is not None and want is not None and tuple(shape) != tuple(want):
-            raise ValueError(f"FlowMap: the network expects images of shape {tuple(want)} but the pairs have {tuple(shape)}; "
-                             "set net.init_args.in_channels / input_size")
-
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x0, xt = batch
         loss = F.mse_loss(self(x0), xt)
