@@ -141,7 +141,7 @@ def test_two_flows_in_one_process_share_no_state(device: torch.device) -> None:
         for f, opt, loss in zip(together, optimizers, losses):
             opt.zero_grad()
             loss.backward()
-            f.on_after_backward()
+            f.scale_grads()
             opt.step()
     for flow, x in zip(together, alone):
         assert torch.equal(flow.particles.x.detach(), x)
