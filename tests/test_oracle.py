@@ -137,15 +137,15 @@ def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["supervised", "unsupervised"])
 def test_flow_cli_table1_fmnist_configs_score_through_the_coupling(mode: str, tmp_path: Path) -> None:
-    """The Table 1 Fashion-MNIST rows (solver, coupling and, unsupervised, t-SNE pseudo-labels) parse and run."""
+    """The Table 1 Fashion-MNIST rows (solver, coupling and, unsupervised, the balanced UMAP pseudo-labels) parse
+    and run."""
     require_data("FashionMNIST/raw", "MNIST/raw")
     from dsflow.cli import flow_main
 
     source = "--data.init_args.source" + (".init_args.source" if mode == "unsupervised" else "")
-    extra = ["--data.init_args.source.init_args.features.init_args.perplexity", "10"] if mode == "unsupervised" else []
     flow_main(["fit", "--config", str(CONFIGS / "flow/data/mnist_reference.yaml"), "--config", str(CONFIGS / "flow/table1/flow.yaml"),
                "--config", str(CONFIGS / f"flow/table1/{mode}.yaml"), f"{source}.init_args.n", "100",
-               "--data.init_args.reference.init_args.n", "100", *extra,
+               "--data.init_args.reference.init_args.n", "100",
                "--trainer.callbacks.init_args.checkpoint", str(save_oracle(LeNet5(), tmp_path / "o.ckpt")),
                "--trainer.callbacks.init_args.every_n_steps", "1", "--trainer.max_steps", "2", "--run_dir", str(tmp_path / "run")])
     history = json.loads((tmp_path / "run/oracle/history.json").read_text())
