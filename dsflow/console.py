@@ -5,7 +5,11 @@ Dropped (each is known to be harmless for dsflow's runs, and says so below):
 * Lightning's "Tip: ... litlogger" advertisement, printed by every Trainer (``rank_zero_info``);
 * torch's ``LeafSpec`` deprecation ``FutureWarning``, raised inside Lightning's own pytree helpers;
 * "Total length of `list` across ranks is zero": Lightning's note that a datamodule without a validation split
-  returns no validation loader, which is how dsflow's datamodules say "no validation" (flows, ``val_fraction: 0``).
+  returns no validation loader, which is how dsflow's datamodules say "no validation" (flows, ``val_fraction: 0``);
+* "Using ModelCheckpoint with manual optimization and every_n_train_steps, but no pre-optimization state was
+  saved" (with a page of example code): a flow takes its step by manual optimization
+  (:meth:`~dsflow.flows.FlowModule.flow_step`), and the checkpoint of step t holding the particles after step t is
+  exactly what a resumed flow needs.
 
 Everything else, and every warning about the user's run (a Sinkhorn cap, a data problem), is kept.
 :func:`quiet_third_party` is called by the entry points (:mod:`dsflow.cli`) and the benchmark runners, never on
@@ -25,6 +29,7 @@ __all__ = ["quiet_third_party", "run_summary"]
 _KNOWN_HARMLESS = (
     (FutureWarning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
     (UserWarning, r"Total length of `list` across ranks is zero"),
+    (UserWarning, r"Using ModelCheckpoint with manual optimization and every_n_train_steps"),
 )
 
 
