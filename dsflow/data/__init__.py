@@ -9,8 +9,10 @@ from dsflow.data.pseudo import (
     ClusterFeatures, PCAFeatures, PixelFeatures, PseudoLabeled, TSNEFeatures, hungarian_alignment, kmeans_labels,
 )
 from dsflow.data.root import MissingDataError, data_root
+from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
+from dsflow.data.tensors import TensorFiles, save_tensors
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
 __all__ = [
@@ -35,13 +37,16 @@ __all__ = [
     "PseudoLabeled",
     "RawImages",
     "STL10",
+    "Subset",
     "SwissRoll",
     "TSNEFeatures",
+    "TensorFiles",
     "USPS",
     "data_root",
     "hungarian_alignment",
     "kmeans_labels",
     "load_pairs",
+    "save_tensors",
     "stratified_indices",
     "to_float_images",
 ]
