@@ -13,12 +13,15 @@ from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
 from dsflow.data.tensors import TensorFiles, save_tensors
+from dsflow.data.workloads import ClassBlobs, CyclicMixture
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
 __all__ = [
     "ArrayFile",
     "CIFAR10",
+    "ClassBlobs",
     "ClusterFeatures",
+    "CyclicMixture",
     "DatasetSource",
     "EMNIST",
     "FashionMNIST",
