@@ -9,9 +9,10 @@ datasets, seeds and settings, and pass overrides; no flow or training setting is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -20,22 +21,30 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from anywhere finds ds
     sys.path.insert(0, str(ROOT))
 
 from dsflow.cli import FlowCLI, TrainCLI, flow_main, train_main  # noqa: E402
+from dsflow.data.flow_pairs import FlowPairs  # noqa: E402
+from dsflow.tasks.restarts import RestartResult, select_restarts  # noqa: E402
 
-__all__ = ["ROOT", "parser", "set_threads", "configs", "run_flow", "run_train", "overrides", "markdown_table",
+#: the flow map of appendix C, restarts scored by their last weights
+FLOW_MAP = ["configs/train/flow_map.yaml", "configs/train/flow_map_restarts.yaml"]
+
+__all__ = ["ROOT", "parser", "set_threads", "configs", "run_flow", "flow_config", "run_train", "fit_flow_map", "overrides", "markdown_table",
            "write_results"]
 
 
-def parser(doc: str | None, out: str, seeds: Sequence[int] = (0,), passthrough: str | None = "flow.py") -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark has.
+def parser(doc: str | None, out: str | None, seeds: Sequence[int] | None = (0,),
+           passthrough: str | None = "flow.py") -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has: ``--threads``, ``--out``, ``--seeds`` (unless
+    ``seeds`` is None) and the arguments after ``--`` (``overrides``, unless ``passthrough`` is None).
 
     Args:
         doc: the script's docstring (its help text).
         out: default output folder.
         seeds: default ``--seeds``.
-        passthrough: what the arguments after ``--`` are passed to (None: no pass-through).
+        passthrough: what the arguments after ``--`` are passed to.
     """
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", nargs="+", type=int, default=list(seeds), help="seeds swept (default: %(default)s)")
+    if seeds is not None:
+        p.add_argument("--seeds", nargs="+", type=int, default=list(seeds), help="seeds swept (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=out, help="output folder (default: %(default)s)")
     if passthrough:
@@ -58,15 +67,53 @@ def configs(files: Sequence[str | Path]) -> list[str]:
     return args
 
 
+@contextlib.contextmanager
+def _own_argv() -> Iterator[None]:
+    """The script's own options out of ``sys.argv`` while a CLI parses the arguments it is given (LightningCLI
+    warns when both are present)."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved
+
+
 def run_flow(files: Sequence[str | Path], args: Sequence[str], run_dir: str | Path) -> FlowCLI:
     """``flow.py fit`` of the composed ``files`` with ``args`` (overrides) in ``run_dir``; returns the CLI (its
     ``model`` and ``datamodule`` hold the finished flow)."""
-    return flow_main(["fit", *configs(files), *args, "--run_dir", str(run_dir)])
+    with _own_argv():
+        return flow_main(["fit", *configs(files), *args, "--run_dir", str(run_dir)])
+
+
+def flow_config(files: Sequence[str | Path], args: Sequence[str], run_dir: str | Path) -> FlowCLI:
+    """The flow the composed ``files`` with ``args`` describe, built and not run (its ``datamodule``)."""
+    with _own_argv():
+        return flow_main([*configs(files), *args, "--run_dir", str(run_dir)], run=False)
 
 
 def run_train(files: Sequence[str | Path], args: Sequence[str], run_dir: str | Path, subcommand: str = "fit") -> TrainCLI:
     """``train.py <subcommand>`` of the composed ``files`` with ``args`` in ``run_dir``; returns the CLI."""
-    return train_main([subcommand, *configs(files), *args, "--run_dir", str(run_dir)])
+    with _own_argv():
+        return train_main([subcommand, *configs(files), *args, "--run_dir", str(run_dir)])
+
+
+def fit_flow_map(flow_run: str | Path, out: str | Path, restarts: int, seed: int, args: Sequence[str] = (),
+                 files: Sequence[str | Path] = FLOW_MAP) -> tuple[RestartResult, FlowPairs]:
+    """The flow map h: x0 -> xT of a finished flow, fitted ``restarts`` times with ``train.py fit`` (restart r
+    seeded with seed + r, in ``<out>/restart_<r>``; the pairs split with ``seed``); the best on the held-out
+    pairs is kept. Returns it (``checkpoint``: its last weights) and the pairs."""
+    pairs: list[FlowPairs] = []
+
+    def fit_one(seed_r: int) -> tuple[Any, Any, Any]:
+        cli = run_train(files, ["--data.init_args.run_dir", str(flow_run), "--data.init_args.seed", str(seed),
+                                "--seed_everything", str(seed_r), *args], Path(out) / f"restart_{seed_r - seed}")
+        pairs[:] = [cli.datamodule]
+        return cli.model, cli.trainer, cli.datamodule
+
+    result = select_restarts(fit_one, restarts, seed, monitor="val/mse", mode="min")
+    result.checkpoint = Path(out) / f"restart_{result.best_index}" / "checkpoints" / "last.ckpt"
+    return result, pairs[0]
 
 
 def overrides(pairs: Sequence[str], option: str) -> list[str]:

@@ -2,20 +2,19 @@
 and track the objective and the classifier's accuracy along the flow.
 
     python train.py fit --config configs/train/lenet_mnist.yaml --run_dir runs/lenet_mnist       # the oracle, once
-    DSFLOW_DATA=../shared/data python benchmarks/repurpose.py --config configs/flow/usps_mnist.yaml \\
-        --lambda-y 1 5 10 --steps 40
+    DSFLOW_DATA=../shared/data python benchmarks/repurpose.py --config configs/flow/usps_mnist.yaml --lambda-y 1 5 10
 
 Takes any flow config whose trainer has an :class:`~dsflow.callbacks.OracleScorer` callback (configs
-``usps_mnist``, ``stl10_cifar10``, ``camelyon_cifar10``), optionally with another oracle checkpoint (``--oracle``),
-flow length, sample count and one flow per label-term weight (``--lambda-y``, the curves of Fig. 6). Each flow
-runs through ``flow.py``'s own entry point (:func:`dsflow.cli.flow_main`) in ``<out>/<label>/``; its scorer
-writes ``oracle/history.json`` (step, objective, accuracy). Prints each curve, and draws ``<out>/repurpose.png``:
-objective and accuracy against step, accuracy against objective. Further ``flow.py`` arguments go after ``--``.
+``usps_mnist``, ``stl10_cifar10``, ``camelyon_cifar10``), optionally with another oracle checkpoint (``--oracle``)
+and sample count (``--n``, source and reference), and sweeps the label-term weight (``--lambda-y``: one flow per
+weight, the curves of Fig. 6). Each flow runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its
+scorer writes ``oracle/history.json`` (step, objective, accuracy). Prints each curve, and draws
+``<out>/repurpose.png``: objective and accuracy against step, accuracy against objective. Further ``flow.py``
+arguments go after ``--`` (e.g. ``--trainer.max_steps 30 --trainer.callbacks.init_args.every_n_steps 3``).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -23,21 +22,17 @@ from pathlib import Path
 
 import yaml
 
+import common
 from dsflow.callbacks.transfer_figures import repurpose_figure
-from dsflow.cli import flow_main
 from dsflow.io import write_json
 
 
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse(argv: list[str] | None):
+    p = common.parser(__doc__, out=None, seeds=None)
     p.add_argument("--config", required=True, help="flow config with an OracleScorer callback")
     p.add_argument("--oracle", default=None, help="oracle checkpoint (default: the config's)")
     p.add_argument("--lambda-y", nargs="+", type=float, default=None, help="one flow per weight of the OTDD label term")
-    p.add_argument("--steps", type=int, default=None, help="flow steps (default: the config's)")
-    p.add_argument("--every", type=int, default=None, help="scoring interval (default: the config's)")
     p.add_argument("--n", type=int, default=None, help="source and reference samples (default: the config's)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/repurpose-<config name>)")
-    p.add_argument("flow_args", nargs="*", help="further flow.py arguments (after --)")
     return p.parse_args(argv)
 
 
@@ -48,16 +43,12 @@ def _scorer(cfg: dict, path: str) -> dict:
     raise ValueError(f"{path}: no dsflow.callbacks.OracleScorer among trainer.callbacks; re-purposing needs an oracle")
 
 
-def configs(args: argparse.Namespace) -> dict[str, dict]:
-    """Label -> flow config (a dict) for each run, the config edited as the options say."""
+def configs(args) -> dict[str, dict]:
+    """Label -> flow config (a dict) for each run of the sweep."""
     cfg = yaml.safe_load(Path(args.config).read_text())
     scorer = _scorer(cfg, args.config)
     if args.oracle:
         scorer["checkpoint"] = args.oracle
-    if args.every is not None:
-        scorer["every_n_steps"] = args.every
-    if args.steps is not None:
-        cfg["trainer"]["max_steps"] = args.steps
     if args.n is not None:
         for part in ("source", "reference"):
             cfg["data"]["init_args"][part]["init_args"]["n"] = args.n
@@ -76,6 +67,7 @@ def configs(args: argparse.Namespace) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     args = parse(argv)
+    common.set_threads(args.threads)
     runs = configs(args)
     out = Path(args.out or f"runs/repurpose-{Path(args.config).stem}")
     curves = {}
@@ -83,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
         run_dir = out / label
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "input.yaml").write_text(yaml.safe_dump(cfg))
-        flow_main(["fit", "--config", str(run_dir / "input.yaml"), "--run_dir", str(run_dir), *args.flow_args])
+        common.run_flow([run_dir / "input.yaml"], args.overrides, run_dir)
         curves[label] = json.loads((run_dir / "oracle" / "history.json").read_text())
         print(f"{label}: " + ", ".join(f"step {h['step']} obj {h['objective']:.3g} acc {h['accuracy']:.1f} %" for h in curves[label]), flush=True)
     write_json(out / "curves.json", curves)

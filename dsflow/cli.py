@@ -141,8 +141,12 @@ def _run_dir(given: str | None, name: str, ckpt_path: str | None) -> Path:
     return path
 
 
-def flow_main(args: list[str] | None = None) -> FlowCLI:
-    """``flow.py``: ``fit`` a :class:`FlowModule` on a :class:`FlowDataModule` (or subclasses) from YAML."""
+def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
+    """``flow.py``: ``fit`` a :class:`FlowModule` on a :class:`FlowDataModule` (or subclasses) from YAML.
+
+    With ``run=False`` (and no subcommand in ``args``) the classes are built and nothing is run: the flow's
+    data and module as a config describes them.
+    """
     quiet_third_party()
     return FlowCLI(
         FlowModule,
@@ -153,6 +157,7 @@ def flow_main(args: list[str] | None = None) -> FlowCLI:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"callbacks": [GracefulInterrupt()]},
         args=args,
+        run=run,
     )
 
 

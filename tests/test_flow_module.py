@@ -82,3 +82,49 @@ def test_mismatched_feature_shapes_are_rejected() -> None:
     ref = GaussianMixture([[0.0, 0.0, 0.0]], n_per_class=5).load()
     with pytest.raises(ValueError, match=r"feature shape \(2,\).*\(3,\)"):
         FlowModule().init_data(src, ref)
+
+
+def test_lightning_and_plain_flow_steps_are_the_same_step(tmp_path: Path) -> None:
+    """Lightning's training step is FlowModule.flow_step: three steps either way give the same particles, entropy
+    noise (sized by the optimizer's step) included."""
+    dm = _datamodule()
+    fitted = FlowModule(terms=[OTDDTerm(eps=0.05)], temperature=0.01)
+    _trainer(tmp_path, 3, enable_checkpointing=False).fit(fitted, dm)
+    plain = FlowModule(terms=[OTDDTerm(eps=0.05)], temperature=0.01)
+    plain.init_data(dm.source, dm.reference)
+    opt = plain.configure_optimizers()
+    losses = [plain.flow_step(opt).total.item() for _ in range(3)]
+    torch.testing.assert_close(plain.particles.x, fitted.particles.x, rtol=0, atol=0)
+    assert losses[-1] < losses[0]
+
+
+def test_plain_flow_step_stops_a_diverging_flow() -> None:
+    dm = _datamodule()
+    module = FlowModule(terms=[OTDDTerm(eps=0.05)])
+    module.init_data(dm.source, dm.reference)
+    opt = torch.optim.SGD([module.particles.x], lr=1e30)
+    with pytest.raises(FloatingPointError, match=r"diverged at step 0"):
+        for _ in range(5):
+            module.flow_step(opt)
+
+
+def test_checkpoint_of_an_automatically_optimized_flow_resumes_at_its_step(tmp_path: Path) -> None:
+    """Checkpoints written before the module optimized manually count steps as automatic optimizer steps."""
+    dm = _datamodule()
+    ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    _trainer(tmp_path, 4, callbacks=[ckpt]).fit(FlowModule(), dm)
+    state = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=False)
+    loop = state["loops"]["fit_loop"]
+    manual = loop["epoch_loop.manual_optimization.optim_step_progress"]
+    automatic = loop["epoch_loop.automatic_optimization.optim_progress"]["optimizer"]["step"]
+    automatic.update(manual)  # as an automatically optimized module wrote it
+    loop["epoch_loop.manual_optimization.optim_step_progress"] = {
+        k: {kk: 0 for kk in v} if isinstance(v, dict) else v for k, v in manual.items()}
+    torch.save(state, tmp_path / "old.ckpt")
+    resumed = FlowModule()
+    trainer = _trainer(tmp_path, 8, enable_checkpointing=False)
+    trainer.fit(resumed, _datamodule(), ckpt_path=tmp_path / "old.ckpt")
+    assert trainer.global_step == 8
+    straight = FlowModule()
+    _trainer(tmp_path, 8, enable_checkpointing=False).fit(straight, _datamodule())
+    torch.testing.assert_close(resumed.particles.x, straight.particles.x, rtol=0, atol=0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pickle
 from pathlib import Path
@@ -13,15 +12,13 @@ import pytest
 from dsflow.models import LeNet5, ResNet18
 from dsflow.tasks import save_oracle
 from tests.real_data import require_data
+from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _runner():
-    spec = importlib.util.spec_from_file_location("repurpose", ROOT / "benchmarks/repurpose.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("repurpose")
 
 
 def _images(n: int, *shape: int, seed: int = 0) -> np.ndarray:
@@ -44,9 +41,9 @@ def _cifar_test_batch(root: Path, monkeypatch: pytest.MonkeyPatch, n: int = 30) 
 
 def _run(tmp_path: Path, config: str, oracle: Path, n: int, extra: list[str] = ()) -> dict:
     out = tmp_path / "out"
-    curves = _runner().main(["--config", str(ROOT / "configs/flow" / config), "--oracle", str(oracle), "--steps", "2",
-                             "--every", "1", "--n", str(n), "--out", str(out), *extra,
-                             "--", "--trainer.logger", "false", "--trainer.accelerator", "cpu"])
+    curves = _runner().main(["--config", str(ROOT / "configs/flow" / config), "--oracle", str(oracle), "--n", str(n),
+                             "--out", str(out), *extra, "--", "--trainer.logger", "false", "--trainer.accelerator", "cpu",
+                             "--trainer.max_steps", "2", "--trainer.callbacks.init_args.every_n_steps", "1"])
     assert (out / "repurpose.png").stat().st_size > 1000
     assert json.loads((out / "curves.json").read_text()) == curves
     return curves

@@ -1,8 +1,7 @@
-"""Transfer-learning pieces and runner: class correspondence, augmentation, LeNet training, the tiny end-to-end run, plots."""
+"""Transfer-learning pieces and runner: class correspondence, the runner's data sets, plots, tiny end-to-end runs on real data."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,11 +9,11 @@ import pytest
 import torch
 
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
-from dsflow.data import data_root
+from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, data_root, save_tensors
 from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
-from dsflow.tasks.transfer import accuracy, augmented, class_map, landing_labels, train_lenet
-
-ROOT = Path(__file__).resolve().parents[1]
+from dsflow.tasks import load_oracle
+from dsflow.tasks.transfer import accuracy, class_map, landing_labels
+from tests.scripts import load_script
 
 
 def test_class_map_recovers_a_relabelling() -> None:
@@ -35,17 +34,26 @@ def test_landing_labels_read_the_nearest_target() -> None:
     assert landing_labels(x, x_ref, y_ref, batch_size=3).tolist() == [7, 4, 1, 7]
 
 
-def test_augmented_and_lenet_training() -> None:
-    x, y = torch.rand(20, 1, 28, 28), torch.arange(20) % 10
-    xa, ya = augmented(x, y, [(x[:5], y[:5]), (x[:3], y[:3])])
-    assert xa.shape == (28, 1, 28, 28) and ya.shape == (28,)
-    with pytest.raises(ValueError, match="do not match"):
-        augmented(x, y, [(torch.rand(2, 1, 16, 16), y[:2])])
-    net = train_lenet(x, y, 10, epochs=1, batch_size=10)
-    tuned = train_lenet(x, y, 10, epochs=1, batch_size=10, init=net)
-    assert 0.0 <= accuracy(tuned, x, y) <= 100.0 and not tuned.training
-    with pytest.raises(ValueError, match="square images"):
-        train_lenet(x.reshape(20, -1), y, 10)
+def test_tensor_files_concatenate_in_order_and_subsets_split_a_pool(tmp_path: Path) -> None:
+    x, y = torch.rand(20, 1, 8, 8), torch.arange(20) % 4
+    a = save_tensors(tmp_path / "a.npz", LabeledData(x[:12], y[:12], 5))
+    b = save_tensors(tmp_path / "b.npz", LabeledData(x[12:], y[12:], 5))
+    files = TensorFiles([str(a), str(b), str(a)], test_path=str(b))
+    data = files.load()
+    assert torch.equal(data.x, torch.cat([x, x[:12]])) and torch.equal(data.y, torch.cat([y, y[:12]]))
+    assert files.num_classes == 5 and files.image_shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="different shapes"):
+        TensorFiles([str(a), str(save_tensors(tmp_path / "c.npz", LabeledData(torch.rand(2, 3), y[:2], 4)))]).load()
+
+    class Pool(DatasetSource):
+        def load(self) -> LabeledData:
+            return LabeledData(x, y, 4, "pool")
+
+    part, rest = Subset(Pool(), 8, seed=3).load(), Subset(Pool(), 8, seed=3, rest=True).load()
+    assert part.x.shape[0] == 8 and rest.x.shape[0] == 12 and torch.bincount(part.y).tolist() == [2, 2, 2, 2]
+    both = torch.cat([part.x, rest.x]).reshape(20, -1)
+    assert torch.unique(both, dim=0).shape[0] == 20  # disjoint and covering
+    assert torch.equal(Subset(Pool(), 8, seed=3).complement().load().x, rest.x)
 
 
 def test_plots_write_files(tmp_path: Path) -> None:
@@ -60,23 +68,57 @@ def test_plots_write_files(tmp_path: Path) -> None:
         repurpose_figure({"a": []}, tmp_path / "x.png")
 
 
-def test_transfer_runner_tiny_schedule(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def _ran(tmp_path: Path, out: Path, *argv: str) -> list[dict]:
     root = data_root()
     if not (root / "usps_h5/train.npz").exists() or not (root / "MNIST/raw").exists():
-        pytest.skip("usps_h5 / MNIST not under the data root (set DSFLOW_DATA)")
-    spec = importlib.util.spec_from_file_location("transfer", ROOT / "benchmarks/transfer.py")
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+        pytest.fail("usps_h5 / MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    return load_script("transfer").main([*argv, "--out", str(out), "--threads", "1"])
+
+
+TINY = ["--pairs", "usps:mnist", "--shots", "5", "--n-test", "300", "--map-restarts", "2",
+        "--flow-args", "trainer.max_steps=6", "recorder.every_n_steps=3", "data.init_args.source.init_args.n=100",
+        "data.init_args.source.init_args.source.init_args.n=150",
+        "--lenet-args", "trainer.max_epochs=1", "--finetune-args", "trainer.max_epochs=1", "--map-args", "trainer.max_epochs=1"]
+
+
+def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    runner = load_script("transfer")
     out = tmp_path / "tr"
-    rows = runner.main(["--pairs", "usps:mnist", "--shots", "2", "--seeds", "0", "1", "--n-source", "40", "--n-extra", "20",
-                        "--n-test", "200", "--steps", "2", "--snapshots", "2", "--epochs", "1", "--finetune-epochs", "1",
-                        "--map-restarts", "2", "--map-epochs", "1", "--out", str(out)])
-    assert [r["setting"] for r in rows] == list(runner.SETTINGS) and all(r["seeds"] == 2 for r in rows)
+    rows = _ran(tmp_path, out, *TINY, "--seeds", "0")
+    assert [r["setting"] for r in rows] == list(runner.SETTINGS) and all(r["seeds"] == 1 and r["pair"] == "usps->mnist" for r in rows)
     printed = capsys.readouterr().out
-    assert "| usps->mnist | 2 | + z1..T |" in printed and "held-out MSE of xT" in printed
-    saved = json.loads((out / "results.json").read_text())
-    assert len(saved["runs"]) == 2 and all("map_mse" in r for r in saved["runs"])
-    for f in ("transfer_usps_mnist.png", "adaptation.png", "usps-mnist-k2-s0/flow_map/fig9.png", "usps-mnist-k2-s0/flow/final.npz"):
-        assert (out / f).is_file(), f
+    assert "| usps->mnist | 5 | + z1..T |" in printed and "held-out MSE of xT" in printed
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    task = out / "usps-mnist-k5-s0"
+    # the flow moved the particles closer to the target: its objective (the OTDD to the 50 target digits) fell
+    summary = json.loads((task / "flow/summary.json").read_text())
+    assert summary["steps"] == 6 and summary["final_objective"] < 0.5 * summary["initial_objective"], summary  # measured 637 -> 107
+    target = TensorFiles([str(task / "sets/target.npz")]).load()
+    z0, zt = (TensorFiles([str(task / f"sets/{z}.npz")]).load() for z in ("z0", "zT"))
+    assert target.x.shape[0] == 50 and torch.bincount(target.y).tolist() == [5] * 10  # 5-shot, class-balanced
+    assert zt.x.shape[0] == z0.x.shape[0] == 100 and torch.equal(zt.y, z0.y)  # digits keep their USPS labels
+    near = lambda z: torch.cdist(z.flat(), target.flat()).min(1).values.mean()  # noqa: E731
+    assert near(zt) < near(z0)
+    states = sorted(f.name for f in (task / "sets").glob("z*.npz"))
+    assert states == ["z0.npz", "z3.npz", "z6.npz", "zT.npz"]  # z1..T: the states at steps 3 and 6 (= T)
+    # each accuracy is the reported LeNet-5's on the stated test split: 300 class-balanced MNIST test digits
+    assert run["test"] == {"name": "mnist/test", "samples": 300}
+    test = MNIST(split="test", n=300, seed=0, balanced=True, size=28, channels=1).load()
+    net = load_oracle(task / "lenet/plus_zT/checkpoints/last.ckpt").net
+    assert accuracy(net, test.x, test.y) == run["acc"]["+ zT"]
+    assert "map_mse" in run and (task / "flow_map/fig9.png").is_file() and (out / "adaptation.png").is_file()
+
+
+def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "control"
+    rows = _ran(tmp_path, out, *TINY, "--seeds", "0", "1", "--settings", "target only", "target repeated")
+    assert [(r["setting"], r["seeds"]) for r in rows] == [("target only", 2), ("target repeated", 2)]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for r, row in ((r, row) for row in rows for r in runs):
+        assert "flow_seconds" not in r  # no flow ran
+    accs = [r["acc"]["target only"] for r in runs]
+    assert rows[0]["mean"] == pytest.approx(sum(accs) / 2)
+    config = (out / "usps-mnist-k5-s1/lenet/target_repeated/config.yaml").read_text()
+    assert config.count("target.npz") == 3  # target + 100 flowed samples: the 50 targets three times
     with pytest.raises(ValueError, match="unknown dataset"):
-        runner.main(["--pairs", "svhn:mnist", "--out", str(out)])
+        load_script("transfer").main(["--pairs", "svhn:mnist", "--out", str(out)])

@@ -12,8 +12,11 @@ from dsflow.data.pseudo import (
     UMAPFeatures, hungarian_alignment, kmeans_labels,
 )
 from dsflow.data.root import MissingDataError, data_root
+from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
+from dsflow.data.tensors import TensorFiles, save_tensors
+from dsflow.data.workloads import ClassBlobs, CyclicMixture
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
 __all__ = [
@@ -21,10 +24,12 @@ __all__ = [
     "ArrayFile",
     "CIFAR10",
     "Chain",
+    "ClassBlobs",
     "ClusterFeatures",
     "ClusterPipeline",
     "Clusterer",
     "ConsensusClusterer",
+    "CyclicMixture",
     "DatasetSource",
     "DeskewFeatures",
     "EMNIST",
@@ -54,14 +59,17 @@ __all__ = [
     "SelectByStability",
     "SpectralClusterer",
     "SpectralFeatures",
+    "Subset",
     "SwissRoll",
     "TSNEFeatures",
+    "TensorFiles",
     "UMAPFeatures",
     "USPS",
     "data_root",
     "hungarian_alignment",
     "kmeans_labels",
     "load_pairs",
+    "save_tensors",
     "stratified_indices",
     "to_float_images",
 ]

@@ -3,6 +3,7 @@
 from dsflow.tasks.classifier import Classifier
 from dsflow.tasks.flow_map import FlowMap, FlowMapFit, fit_flow_map
 from dsflow.tasks.oracle import Oracle, load_oracle, save_oracle
-from dsflow.tasks.restarts import RestartResult, fit_restarts
+from dsflow.tasks.restarts import RestartResult, fit_restarts, select_restarts
 
-__all__ = ["Classifier", "FlowMap", "FlowMapFit", "fit_flow_map", "Oracle", "RestartResult", "fit_restarts", "load_oracle", "save_oracle"]
+__all__ = ["Classifier", "FlowMap", "FlowMapFit", "fit_flow_map", "Oracle", "RestartResult", "fit_restarts", "load_oracle", "save_oracle",
+           "select_restarts"]

@@ -16,6 +16,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from dsflow.tasks.oracle import read_oracle
+
 __all__ = ["Classifier"]
 
 
@@ -25,14 +27,21 @@ class Classifier(L.LightningModule):
     Args:
         net: the network; must expose ``num_classes``, ``input_shape`` and ``init_args`` (as dsflow.models do).
         optimizer: optimizer factory (default: Adam, lr 1e-3, weight decay 1e-6, as appendix C).
+        weights: a checkpoint of this task whose network weights ``net`` starts from (fine-tuning; the optimizer
+            starts afresh); None: the network's own initialisation.
     """
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerCallable | None = None) -> None:
+    def __init__(self, net: nn.Module, optimizer: OptimizerCallable | None = None, weights: str | None = None) -> None:
         super().__init__()
         for attr in ("num_classes", "input_shape", "init_args"):
             if not hasattr(net, attr):
                 raise ValueError(f"Classifier: net {type(net).__name__} lacks attribute '{attr}' (see dsflow.models)")
         self.net = net
+        if weights is not None:
+            try:
+                net.load_state_dict(read_oracle(weights)[1])  # no second network built: the seeded RNG stays as it was
+            except RuntimeError as err:
+                raise ValueError(f"Classifier: the weights in {weights} do not fit {type(net).__name__}: {err}") from err
         self.optimizer_factory = optimizer
         c = int(net.num_classes)
         self.metrics = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro") for s in ("train", "val", "test")})

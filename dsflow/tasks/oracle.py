@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Oracle", "load_oracle", "save_oracle"]
+__all__ = ["Oracle", "load_oracle", "read_oracle", "save_oracle"]
 
 
 @dataclass
@@ -55,6 +55,25 @@ def load_oracle(path: str | os.PathLike, map_location: str | torch.device = "cpu
         ValueError: the file is not such a checkpoint, or its weights do not fit the network it names.
     """
     path = Path(path)
+    spec, state = read_oracle(path, map_location)
+    net = _net_class(spec["class_path"])(**spec["init_args"])
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise ValueError(f"oracle checkpoint {path}: weights do not fit {spec['class_path']}: {err}") from err
+    net.eval().requires_grad_(False)
+    return Oracle(net, tuple(spec["input_shape"]), int(spec["num_classes"]), str(path))
+
+
+def read_oracle(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[dict, dict[str, Tensor]]:
+    """The ``oracle`` entry (network class, arguments, input shape, class count) and the network's weights of a
+    checkpoint written by :class:`~dsflow.tasks.Classifier`, read with ``weights_only=True``; builds nothing.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not such a checkpoint.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"oracle checkpoint not found: {path} (train one with train.py, see README)")
     try:
@@ -64,14 +83,7 @@ def load_oracle(path: str | os.PathLike, map_location: str | torch.device = "cpu
     spec = ckpt.get("oracle") if isinstance(ckpt, dict) else None
     if spec is None or "state_dict" not in ckpt:
         raise ValueError(f"oracle checkpoint {path}: no 'oracle' entry; it was not written by dsflow's Classifier")
-    net = _net_class(spec["class_path"])(**spec["init_args"])
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as err:
-        raise ValueError(f"oracle checkpoint {path}: weights do not fit {spec['class_path']}: {err}") from err
-    net.eval().requires_grad_(False)
-    return Oracle(net, tuple(spec["input_shape"]), int(spec["num_classes"]), str(path))
+    return spec, {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
 
 
 def save_oracle(net: nn.Module, path: str | os.PathLike) -> Path:

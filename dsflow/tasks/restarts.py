@@ -2,7 +2,9 @@
 
 Appendix C fits the flow map with ten random restarts and keeps the best on a held-out set. Each restart r is
 seeded with ``seed + r`` (weights and batch order); all restarts see the same split (the DataModule's own seed),
-and each is scored by ``trainer.validate`` on its final weights.
+and each is scored by ``trainer.validate`` on its final weights. :func:`select_restarts` is the selection, for
+any way of fitting one restart (the benchmarks fit each with ``train.py``'s CLI); :func:`fit_restarts` fits
+modules built in Python.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Callable
 
 import lightning as L
 
-__all__ = ["RestartResult", "fit_restarts"]
+__all__ = ["RestartResult", "select_restarts", "fit_restarts"]
 
 
 @dataclass
@@ -35,6 +37,43 @@ class RestartResult:
     checkpoint: Path | None = None
 
 
+def select_restarts(fit_one: Callable[[int], tuple[L.LightningModule, L.Trainer, L.LightningDataModule]],
+                    restarts: int = 10, seed: int = 0, monitor: str = "val/mse", mode: str = "min",
+                    on_best: Callable[[int, L.Trainer], None] | None = None) -> RestartResult:
+    """Fit ``restarts`` times and keep the restart best by held-out ``monitor`` of its final weights.
+
+    Args:
+        fit_one: fits restart r seeded with ``seed + r`` (weights and batch order) and returns the fitted module,
+            its trainer and the DataModule whose validation split scores it (``trainer.validate``).
+        mode: ``min`` or ``max``: whether a lower or a higher ``monitor`` is better.
+        on_best: called with (r, trainer) whenever restart r becomes the best so far (e.g. to save it).
+    """
+    if restarts < 1:
+        raise ValueError(f"select_restarts: restarts must be >= 1, got {restarts}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"select_restarts: mode must be 'min' or 'max', got {mode!r}")
+    sign = 1.0 if mode == "min" else -1.0
+    scores: list[float] = []
+    best_state, best_index, best_module = None, -1, None
+    for r in range(restarts):
+        module, trainer, datamodule = fit_one(seed + r)
+        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        if monitor not in metrics:
+            raise ValueError(f"restarts: the module logs no '{monitor}' in validation; it logged {sorted(metrics)}")
+        value = float(metrics[monitor])
+        if not math.isfinite(value):
+            raise ValueError(f"restarts: restart {r} gave a non-finite {monitor} ({value}); lower the learning rate")
+        scores.append(value)
+        if best_module is None or sign * value < sign * scores[best_index]:
+            best_index, best_module = r, module
+            best_state = copy.deepcopy(module.state_dict())
+            if on_best is not None:
+                on_best(r, trainer)
+    assert best_module is not None and best_state is not None
+    best_module.load_state_dict(best_state)
+    return RestartResult(best_module, best_index, scores)
+
+
 def fit_restarts(make_module: Callable[[], L.LightningModule], datamodule: L.LightningDataModule, restarts: int = 10,
                  max_epochs: int = 20, seed: int = 0, monitor: str = "val/mse", mode: str = "min",
                  out_dir: str | Path | None = None, **trainer_kwargs: Any) -> RestartResult:
@@ -47,35 +86,25 @@ def fit_restarts(make_module: Callable[[], L.LightningModule], datamodule: L.Lig
         out_dir: if given, the best restart is saved as ``<out_dir>/best.ckpt``.
         **trainer_kwargs: extra :class:`lightning.Trainer` arguments (accelerator, callbacks, ...).
     """
-    if restarts < 1 or max_epochs < 1:
-        raise ValueError(f"fit_restarts: restarts and max_epochs must be >= 1, got {restarts}, {max_epochs}")
-    if mode not in ("min", "max"):
-        raise ValueError(f"fit_restarts: mode must be 'min' or 'max', got {mode!r}")
+    if max_epochs < 1:
+        raise ValueError(f"fit_restarts: max_epochs must be >= 1, got {max_epochs}")
     defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                     accelerator="cpu", num_sanity_val_steps=0)
     kwargs = defaults | trainer_kwargs
-    sign = 1.0 if mode == "min" else -1.0
-    scores: list[float] = []
-    best_state, best_index, best_module = None, -1, None
     checkpoint = Path(out_dir) / "best.ckpt" if out_dir is not None else None
-    for r in range(restarts):
-        L.seed_everything(seed + r, verbose=False)
+
+    def fit_one(seed_r: int) -> tuple[L.LightningModule, L.Trainer, L.LightningDataModule]:
+        L.seed_everything(seed_r, verbose=False)
         module = make_module()
         trainer = L.Trainer(max_epochs=max_epochs, **kwargs)
         trainer.fit(module, datamodule=datamodule)
-        metrics = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        if monitor not in metrics:
-            raise ValueError(f"fit_restarts: the module logs no '{monitor}' in validation; it logged {sorted(metrics)}")
-        value = float(metrics[monitor])
-        if not math.isfinite(value):
-            raise ValueError(f"fit_restarts: restart {r} gave a non-finite {monitor} ({value}); lower the learning rate")
-        scores.append(value)
-        if best_module is None or sign * value < sign * scores[best_index]:
-            best_index, best_module = r, module
-            best_state = copy.deepcopy(module.state_dict())
-            if checkpoint is not None:
-                checkpoint.parent.mkdir(parents=True, exist_ok=True)
-                trainer.save_checkpoint(checkpoint)
-    assert best_module is not None and best_state is not None
-    best_module.load_state_dict(best_state)
-    return RestartResult(best_module, best_index, scores, checkpoint)
+        return module, trainer, datamodule
+
+    def save(r: int, trainer: L.Trainer) -> None:
+        assert checkpoint is not None
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(checkpoint)
+
+    result = select_restarts(fit_one, restarts, seed, monitor, mode, save if checkpoint is not None else None)
+    result.checkpoint = checkpoint
+    return result
