@@ -19,7 +19,7 @@ def _datamodule() -> FlowDataModule:
     return FlowDataModule(src, ref, steps_per_epoch=10)
 
 
-def _trainer(tmp_path: Path, steps: int, device: torch.device, **kwargs) -> L.Trainer:
+def _trainer(tmp_path: Path, steps: int, device: torch.device = torch.device("cpu"), **kwargs) -> L.Trainer:
     return L.Trainer(
         max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
         default_root_dir=tmp_path, accelerator=device.type, devices=1, **kwargs,
