@@ -1,4 +1,4 @@
-"""benchmarks/table1.py: the README's command resolves to the README's Table 1 settings; a tiny supervised USPS
+"""benchmarks/table1.py: the documented command (docs/table1.md) resolves to the documented settings; a tiny supervised USPS
 flow on real data raises the oracle's accuracy."""
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _documented_command() -> list[str]:
-    """The arguments of the README's 'whole table' command."""
-    text = (ROOT / "README.md").read_text()
+    """The arguments of the 'whole table' command of docs/table1.md."""
+    text = (ROOT / "docs" / "table1.md").read_text()
     block = text[text.index("# the whole table"):]
     line = next(li for li in block.splitlines() if "benchmarks/table1.py" in li)
     return shlex.split(line.split("benchmarks/table1.py", 1)[1])
@@ -44,9 +44,10 @@ def _resolved_runs(argv: list[str]) -> dict[tuple[str, str], dict]:
 
 
 def test_documented_command_runs_the_documented_settings() -> None:
-    """README, Table 1: n = 2,000 class-balanced target and MNIST test samples, fd-fl, SGD step 0.1, 30 steps
+    """docs/table1.md: n = 2,000 class-balanced target and MNIST test samples, fd-fl, SGD step 0.1, 30 steps
     scored every 10, OTDD eps = 1, lambda_x = 1, lambda_y = 20, full-covariance Gaussian label distances,
-    WarmSinkhorn(max_iter=500); unsupervised: PseudoLabeled on TSNEFeatures(perplexity = min(100, n / 4))."""
+    WarmSinkhorn(max_iter=500); unsupervised: PseudoLabeled, balanced k-means on UMAP of gradient histograms of
+    deskewed images (docs/table1.md, "Protocol")."""
     argv = _documented_command()
     assert argv[:3] == ["--targets", "usps=usps_h5/train.npz", "fmnist"]
     runs = _resolved_runs(argv)
@@ -74,7 +75,10 @@ def test_documented_command_runs_the_documented_settings() -> None:
         if mode == "unsupervised":
             assert source["class_path"] == "dsflow.data.PseudoLabeled"
             features = source["init_args"]["features"]
-            assert features["class_path"] == "dsflow.data.TSNEFeatures" and features["init_args"]["perplexity"] == min(100, 2000 / 4)
+            steps = [s["class_path"] for s in features["init_args"]["steps"]]
+            assert features["class_path"] == "dsflow.data.Chain" and steps == [
+                "dsflow.data.DeskewFeatures", "dsflow.data.GradientHistogramFeatures", "dsflow.data.UMAPFeatures"]
+            assert source["init_args"]["clusterer"]["class_path"] == "dsflow.data.BalancedKMeansClusterer"
             source = source["init_args"]["source"]
         expected = "dsflow.data.ArrayFile" if target.startswith("usps=") else "dsflow.data.FashionMNIST"
         assert source["class_path"] == expected
@@ -83,7 +87,7 @@ def test_documented_command_runs_the_documented_settings() -> None:
 
 
 def test_oracle_config_is_the_documented_oracle() -> None:
-    """README: LeNet-5, 20 epochs on all 60,000 MNIST training digits, Adam 1e-3, weight decay 1e-6."""
+    """docs/table1.md: LeNet-5, 20 epochs on all 60,000 MNIST training digits, Adam 1e-3, weight decay 1e-6."""
     from dsflow.cli import train_main
 
     table1 = load_script("table1")
