@@ -14,7 +14,7 @@ from dsflow.ot.otdd import otdd
 from dsflow.ot.outer_solver import OuterSolver
 from dsflow.ot.products import Gram, SharedProducts
 from dsflow.ot.stats import LabelStats, Samples, check_labels, class_factors, class_means, class_stats, group_by_class
-from dsflow.ot.warm_sinkhorn import WarmSinkhorn
+from dsflow.ot.warm_sinkhorn import SinkhornCapWarning, WarmSinkhorn
 from dsflow.ot.warm_state import WarmState
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "OuterSolver",
     "Samples",
     "SharedProducts",
+    "SinkhornCapWarning",
     "WarmSinkhorn",
     "WarmState",
     "augmented_cost",

@@ -36,7 +36,11 @@ from dsflow.ot.outer_solver import OuterSolver
 from dsflow.ot.products import SharedProducts
 from dsflow.ot.warm_state import EnvelopeValue, WarmState, host_later
 
-__all__ = ["WarmSinkhorn"]
+__all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
+
+
+class SinkhornCapWarning(RuntimeWarning):
+    """A Sinkhorn solve stopped at ``max_iter`` sweeps short of its tolerance: the flow's velocity is approximate."""
 
 _Want = tuple[bool, bool, bool]  # gradients wanted in x, ss, sr
 
@@ -130,7 +134,7 @@ class WarmSinkhorn(OuterSolver):
                 f"WarmSinkhorn: a Sinkhorn problem stopped at max_iter={self.max_iter} sweeps before its tolerance "
                 f"({self.tol:g} of eps); its potentials, and the flow's velocity, are approximate. Raise max_iter "
                 f"(or eps) if the flow must follow the transport plan closely (warned once per solver)",
-                RuntimeWarning, stacklevel=4,
+                SinkhornCapWarning, stacklevel=4,
             )
 
     def _reference_term(self, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, ref_weights: Tensor | None,
