@@ -140,13 +140,14 @@ class OracleScorer(L.Callback):
         if self._path_idx is not None:
             self._paths.append((step, x[self._path_idx].reshape(self._path_idx.numel(), -1).cpu().clone()))
         if self._grid_idx is not None:
-            self._frames.append((step, x[self._grid_idx].reshape(-1, *pl_module.particles.feature_shape).cpu().clone()))
+            frame = x[self._grid_idx].reshape(-1, *pl_module.particles.feature_shape).cpu().clone()  # (k C, c, h, w)
+            self._frames.append((step, frame))
             if trainer.is_global_zero:
-                self._grid(trainer, pl_module, step)
+                self._grid(trainer, frame, step)
 
-    def _grid(self, trainer: L.Trainer, pl_module: Any, step: int) -> None:
-        p = pl_module.particles
-        imgs = p.x.detach()[self._grid_idx].reshape(-1, *p.feature_shape).cpu().clamp(0, 1)  # (k C, c, h, w)
+    def _grid(self, trainer: L.Trainer, frame: Tensor, step: int) -> None:
+        """Save (and log) the grid particles (k C, c, h, w) of this step as one image."""
+        imgs = frame.clamp(0, 1)
         path = Path(trainer.default_root_dir) / "oracle" / f"grid_step_{step:06d}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(make_grid(imgs, nrow=max(self.images_per_class, 1), padding=1), path)
