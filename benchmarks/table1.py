@@ -11,8 +11,8 @@ Every setting is YAML; this script sweeps targets, seeds and modes and prints th
    class-balanced MNIST test digits) + ``configs/flow/table1/flow.yaml`` (OTDD with eps 1, lambda_x 1,
    lambda_y 20, full-covariance Gaussian label distances, ``WarmSinkhorn(max_iter=500)``; fd-fl, SGD with
    tau = 0.1, 30 steps, scored every 10) + ``configs/flow/table1/<mode>.yaml`` (the target: 2,000 class-balanced
-   test samples, 28 x 28 gray; unsupervised: balanced k-means pseudo-labels on a UMAP embedding of gradient histograms of deskewed images,
-   see docs/table1.md for how each setting was chosen).
+   test samples, 28 x 28 gray; unsupervised: balanced k-means pseudo-labels on a UMAP embedding of gradient
+   histograms of deskewed images; docs/table1.md says how each setting was chosen).
    Targets are names (usps, fmnist, kmnist, emnist, mnist: the dataset class is swapped), ``.npz`` paths (the
    file's only split) or ``NAME=PATH.npz`` (a named row read from an array file). Seed s draws the target with
    seed s and the reference with s + 1 (and seeds the pseudo-labels); ``--n`` sets both sizes.
@@ -22,7 +22,7 @@ Every setting is YAML; this script sweeps targets, seeds and modes and prints th
 4. Prints a Markdown table (target, before, supervised, unsupervised accuracy %, steps, seconds) and writes
    ``<out>/results.json``; each flow's run directory is ``<out>/<target>-<mode>[-s<seed>]``.
 
-Anything else goes to every flow after ``--``, e.g. the ablations of the README:
+Anything else goes to every flow after ``--``, e.g. the ablations of docs/table1.md:
 ``-- --model.init_args.terms.init_args.solver.init_args.max_iter 20`` or
 ``-- --data.init_args.source.init_args.features dsflow.data.PixelFeatures`` (unsupervised).
 """
