@@ -11,8 +11,9 @@ import torch
 
 from dsflow.data import (
     ClusterFeatures, Clusterer, DatasetSource, FlowDataModule, GaussianMixture, LabeledData, OverClusterMerge, PCAFeatures,
-    PixelFeatures, PseudoLabeled, FashionMNIST, SpectralClusterer, TSNEFeatures, data_root,
+    PixelFeatures, PseudoLabeled, FashionMNIST, SpectralClusterer, TSNEFeatures,
 )
+from tests.real_data import require_data
 from dsflow.data.pseudo import hungarian_alignment, kmeans_labels
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 
@@ -108,9 +109,7 @@ def test_features_recover_separated_clusters_in_high_dimension(features: Cluster
 
 def test_tsne_features_beat_pixels_on_fashion_mnist() -> None:
     """On 1,000 Fashion-MNIST test images, k-means on t-SNE agrees with the classes far more than on pixels."""
-    root = data_root()
-    if not (root / "FashionMNIST/raw").exists():
-        pytest.fail("Fashion-MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("FashionMNIST/raw")
     data = FashionMNIST(split="test", n=1000, seed=0, balanced=True).load()
     pixels = _accuracy(kmeans_labels(PixelFeatures()(data.x), 10), data.y, 10)
     x = data.x[:, 0, :10, :10]  # (n, 10, 10): a cheap check of the argument errors below

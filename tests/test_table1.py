@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from dsflow.cli import flow_main
-from dsflow.data import data_root
+from tests.real_data import require_data
 from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +106,7 @@ def test_oracle_config_is_the_documented_oracle() -> None:
 
 
 def test_tiny_supervised_usps_flow_raises_the_oracle_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    root = data_root()
-    if not (root / "MNIST/raw/train-images-idx3-ubyte").exists() or not (root / "usps.t.bz2").exists():
-        pytest.fail("MNIST / USPS not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("MNIST/raw/train-images-idx3-ubyte", "usps.t.bz2")
     table1 = load_script("table1")
     oracle = tmp_path / "oracle"  # the table's oracle config, 1 epoch on 6,000 digits (77 % on MNIST test)
     table1.common.run_train(table1.ORACLE, ["--data.init_args.n", "6000", "--trainer.max_epochs", "1"], oracle)

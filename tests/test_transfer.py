@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
-from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, data_root, save_tensors
+from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, save_tensors
+from tests.real_data import require_data
 from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks import load_oracle
 from dsflow.tasks.transfer import accuracy, class_map, landing_labels
@@ -69,9 +70,7 @@ def test_plots_write_files(tmp_path: Path) -> None:
 
 
 def _ran(tmp_path: Path, out: Path, *argv: str) -> list[dict]:
-    root = data_root()
-    if not (root / "usps_h5/train.npz").exists() or not (root / "MNIST/raw").exists():
-        pytest.fail("usps_h5 / MNIST not under the data root: set DSFLOW_DATA (CI uses ../shared/data)")
+    require_data("usps_h5/train.npz", "MNIST/raw")
     return load_script("transfer").main([*argv, "--out", str(out), "--threads", "1"])
 
 
