@@ -58,10 +58,12 @@ def to_float_images(images: Tensor, size: int | None = None, channels: int | Non
     return x.clamp_(0.0, 1.0)
 
 
-def stratified_indices(y: Tensor, n: int, num_classes: int, seed: int = 0, balanced: bool = False) -> Tensor:
+def stratified_indices(y: Tensor, n: int, num_classes: int, seed: int = 0, balanced: bool = False,
+                       name: str = "subset") -> Tensor:
     """(n,) indices of a seeded, class-stratified subset of labels ``y`` (N,), sorted.
 
     Classes get shares of ``n`` proportional to their frequency, or equal shares (``balanced``; present classes only).
+    A class of ``y`` whose share rounds to zero is an error naming ``name``, never silently dropped.
     """
     total = y.shape[0]
     if not 0 < n <= total:
@@ -88,6 +90,12 @@ def stratified_indices(y: Tensor, n: int, num_classes: int, seed: int = 0, balan
     for c in range(num_classes):
         members = torch.nonzero(y == c).flatten()
         picks.append(members[torch.randperm(members.numel(), generator=gen)[: int(take[c])]])
+    dropped = torch.nonzero((counts > 0) & (take == 0)).flatten().tolist()
+    if dropped:
+        raise ValueError(
+            f"{name}: a subset of n={n} holds no sample of classes {dropped} (their share of n rounds to zero); "
+            f"raise n or set balanced: true"
+        )
     return torch.sort(torch.cat(picks)).values
 
 
@@ -158,8 +166,7 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         raw = self.read(split)
         images, labels = raw.images, raw.labels
         if n is not None:
-            idx = stratified_indices(labels, n, raw.num_classes, self.seed, self.balanced)
-            _check_no_class_dropped(labels, labels[idx], raw.num_classes, n, f"{self.name}/{split}")
+            idx = stratified_indices(labels, n, raw.num_classes, self.seed, self.balanced, f"{self.name}/{split}")
             images, labels = images[idx], labels[idx]
         x = to_float_images(images, self.size, self.channels)
         return LabeledData(x, labels, raw.num_classes, f"{self.name}/{split}")
@@ -211,14 +218,3 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
             raise ValueError(f"{self.name}: no test split configured (test_split=None)")
         return DataLoader(self._sets["test"], batch_size=512)
 
-
-def _check_no_class_dropped(full: Tensor, subset: Tensor, num_classes: int, n: int, name: str) -> None:
-    """A subset must keep every class of its split: a class whose share of ``n`` rounds to zero is an error."""
-    before = torch.bincount(full, minlength=num_classes) > 0
-    after = torch.bincount(subset, minlength=num_classes) > 0
-    dropped = torch.nonzero(before & ~after).flatten().tolist()
-    if dropped:
-        raise ValueError(
-            f"{name}: a subset of n={n} holds no sample of classes {dropped} (their share of n rounds to zero); "
-            f"raise n or set balanced: true"
-        )

@@ -35,7 +35,7 @@ class Subset(DatasetSource):
 
     def load(self) -> LabeledData:
         data = self.source.load()
-        idx = stratified_indices(data.y, self.n, data.num_classes, self.seed)  # (n,) sorted
+        idx = stratified_indices(data.y, self.n, data.num_classes, self.seed, name=data.name)  # (n,) sorted
         if self.rest:
             keep = torch.ones(data.y.shape[0], dtype=torch.bool)
             keep[idx] = False
