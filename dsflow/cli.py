@@ -28,6 +28,7 @@ from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
+from dsflow.ot.denormals import flush_denormals
 from dsflow.flows.module import FlowModule
 
 __all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
@@ -147,6 +148,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
     With ``run=False`` (and no subcommand in ``args``) the classes are built and nothing is run: the flow's
     data and module as a config describes them.
     """
+    flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.ot.denormals
     quiet_third_party()
     return FlowCLI(
         FlowModule,
@@ -194,6 +196,7 @@ def _side(image_shape: tuple[int, ...]) -> int:
 def train_main(args: list[str] | None = None) -> TrainCLI:
     """``train.py``: ``fit``/``test`` a task module (a :class:`~dsflow.tasks.Classifier` oracle, a
     :class:`~dsflow.tasks.FlowMap`, or any LightningModule named by ``model.class_path``) on a DataModule."""
+    flush_denormals()
     quiet_third_party()
     return TrainCLI(
         L.LightningModule,
