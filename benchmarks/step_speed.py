@@ -8,6 +8,11 @@ workloads are flow configs (``configs/flow/speed/``); the script sweeps sizes n 
 * ``784d``: n = m particles in 784-d (MNIST-sized), 10 + 10 classes, full Gaussian (Bures) label distances;
   each class is a random 32-dimensional Gaussian blob around its own centre, pixel-like scale (|x - x'|^2 ~ 10^2).
 * ``2d``: the 2-D three-Gaussian mixtures of ``configs/flow/gaussians_2d.yaml`` (eps = 0.01), n per class = n / 3.
+* ``fmnist``, ``usps`` (and ``fmnist-pseudo``, ``usps-pseudo``): the Table 1 flows, real data from the data root
+  (``DSFLOW_DATA``): n class-balanced Fashion-MNIST test images (USPS training digits) onto n MNIST test digits
+  with the settings of ``configs/flow/table1/`` (eps 1, lambda_y 20, up to 500 outer sweeps a step), labeled by
+  their true labels (supervised) or by the Table 1 pseudo-labels (``-pseudo``), without the oracle's scoring.
+  A whole Table 1 row (30 steps, scoring and pseudo-labels included) is timed by ``benchmarks/table1.py``.
 
 Each (workload, n) runs in a fresh subprocess, so that the peak resident memory (``ru_maxrss``, the whole
 process including the ~0.4 GB of Python and torch) belongs to that run alone; on CUDA the peak is
@@ -35,19 +40,36 @@ import time
 import torch
 
 import common
+import table1
 from dsflow.flows import FlowModule
 from dsflow.ot.otdd import otdd
 from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 
-DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000]}
+DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000], **{
+    name: [2000, 5000] for name in ("fmnist", "fmnist-pseudo", "usps", "usps-pseudo")}}
+#: the real workloads: a benchmarks/table1.py target and mode
+REAL = {"fmnist": ("fmnist", "supervised"), "fmnist-pseudo": ("fmnist", "unsupervised"),
+        "usps": ("usps=usps_h5/train.npz", "supervised"), "usps-pseudo": ("usps=usps_h5/train.npz", "unsupervised")}
 SOLVERS = {"WarmSinkhorn": "fast", "GeomlossSolver": "dense"}  # the table's names
 
 
-def build(workload: str, n: int, overrides: list[str], device: torch.device) -> FlowModule:
-    """The workload's FlowModule (``configs/flow/speed/<workload>.yaml``, n = m) with its data, on ``device``."""
+def workload_config(workload: str, n: int) -> tuple[list[str], list[str]]:
+    """The config files and overrides of a workload at n = m."""
+    if workload in REAL:
+        target, mode = REAL[workload]
+        over, _ = table1.target_overrides(target, mode, [])
+        key = "--data.init_args.source" + (".init_args.source" if mode == "unsupervised" else "")
+        sizes = [f"{key}.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
+        return [*table1.FLOW, table1.MODES[mode]], [*over, *sizes, "--trainer.callbacks", "[]"]
     sizes = ["--data.init_args.source.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
+    return [f"configs/flow/speed/{workload}.yaml"], sizes
+
+
+def build(workload: str, n: int, overrides: list[str], device: torch.device) -> FlowModule:
+    """The workload's FlowModule (n = m) with its data, on ``device``."""
+    files, args = workload_config(workload, n)
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = common.flow_config([f"configs/flow/speed/{workload}.yaml"], [*sizes, *overrides], run_dir)
+        cli = common.flow_config(files, [*args, *overrides], run_dir)
     module = cli.model
     module.init_data(cli.datamodule.source, cli.datamodule.reference)
     return module.to(device)
@@ -75,7 +97,8 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     module = build(workload, n, overrides, device)
     opt = module.configure_optimizers()  # the config's (SGD, tau = 0.1)
-    times, grad_err = [], None
+    times, sweeps, grad_err = [], [], None
+    solver = module.objective.terms[0].solver
     for i in range(warmup + steps):
         if check and i == warmup:  # mid-flow, where the particles (and potentials) move most
             grad_err = gradient_error(module)
@@ -86,6 +109,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
         if device.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
+        sweeps.append(getattr(solver, "last_cross_iterations", None))
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -93,7 +117,8 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     return {"workload": workload, "n": n, "device": name, "median": statistics.median(times[warmup:]),
             "first": times[0], "peak_mb": peak, "objective": float(loss.detach()),
-            "solver": SOLVERS.get(type(module.objective.terms[0].solver).__name__, "other"), "grad_err": grad_err}
+            "solver": SOLVERS.get(type(module.objective.terms[0].solver).__name__, "other"), "grad_err": grad_err,
+            "sweeps": None if None in sweeps[warmup:] else statistics.median(sweeps[warmup:])}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -111,8 +136,9 @@ def main(argv: list[str] | None = None) -> None:
         n = int(args.one[1])
         print(json.dumps(run_one(args.one[0], n, args.steps, args.warmup, n <= args.check_up_to, args.overrides)))
         return
-    header = ["workload", "n", "device", "median s/step", "peak memory MB", "first (cold) step s", "gradient error"]
-    print(common.markdown_table(header, [], "lrlrrrr"), flush=True)
+    header = ["workload", "n", "device", "median s/step", "outer sweeps/step", "peak memory MB",
+              "first (cold) step s", "gradient error"]
+    print(common.markdown_table(header, [], "lrlrrrrr"), flush=True)
     for workload in args.workloads:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
@@ -123,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
             r = json.loads(out)
             err = "-" if r["grad_err"] is None else f"{r['grad_err']:.1e}"
             row = [f"{r['workload']}, fd-fl, {r['solver']}", r["n"], r["device"], f"{r['median']:.3f}",
-                   f"{r['peak_mb']:.0f}", f"{r['first']:.2f}", err]
+                   "-" if r["sweeps"] is None else f"{r['sweeps']:.0f}", f"{r['peak_mb']:.0f}", f"{r['first']:.2f}", err]
             print(common.markdown_table(header, [row]).splitlines()[-1], flush=True)
 
 

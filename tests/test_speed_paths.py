@@ -48,13 +48,24 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @pytest.mark.parametrize("debias", [True, False])
-def test_fast_path_matches_geomloss(debias: bool, device: torch.device) -> None:
+@pytest.mark.parametrize("fast", [TIGHT, dict(marginal_tol=1e-12, max_iter=20_000),
+                                  dict(marginal_tol=1e-12, max_iter=20_000, dense_limit=0, block_entries=600)],
+                         ids=["tol", "marginal_tol", "marginal_tol-blocks"])
+def test_fast_path_matches_geomloss(debias: bool, fast: dict, device: torch.device) -> None:
     x, x_ref, labels = problem(device=device)
     dense = OTDDSettings(eps=2.0, scaling=0.9999, debias=debias)  # geomloss converges as scaling -> 1
     v0, g0, _, _ = value_and_grads(x, x_ref, labels, dense, GeomlossSolver())
-    v1, g1, _, _ = value_and_grads(x, x_ref, labels, dense, WarmSinkhorn(**TIGHT))
+    v1, g1, _, _ = value_and_grads(x, x_ref, labels, dense, WarmSinkhorn(**fast))
     assert rel(v1, v0) < 1e-4
     assert rel(g1, g0) < 1e-4
+
+
+def _plan_marginal_error(x, x_ref, labels, s: OTDDSettings, f: torch.Tensor, g: torch.Tensor) -> float:
+    """L1 error of the row and column marginals of the plan of potentials (f, g) on uniform masses."""
+    cost = s.lambda_x * torch.cdist(x, x_ref).pow(2) + s.lambda_y * labels.sr[labels.src_index][:, labels.ref_index]
+    n, m = cost.shape
+    plan = ((f[:, None] + g[None, :] - cost) / s.eps).exp() / (n * m)
+    return float((plan.sum(1) - 1 / n).abs().sum() + (plan.sum(0) - 1 / m).abs().sum())
 
 
 @pytest.mark.parametrize("debias", [True, False])
@@ -149,6 +160,26 @@ def stiff_problem(n: int = 120, seed: int = 0, device: torch.device | str = "cpu
     return _on(device, x, x_ref, LabelCosts(y, y.clone(), ss, table, ss.clone()))
 
 
+@pytest.mark.parametrize("dense_limit, omega", [(60_000_000, 1.0), (60_000_000, 1.5), (0, 1.0)],
+                         ids=["stored", "stored-overrelaxed", "blocks"])
+def test_marginal_tolerance_stops_once_the_plan_meets_it(dense_limit: int, omega: float,
+                                                         device: torch.device) -> None:
+    """On a slowly contracting problem, marginal_tol stops the cross solve once its plan's marginals are that
+    close to the masses (checked on the plan itself): a looser one after fewer sweeps."""
+    x, x_ref, labels = stiff_problem(n=80, device=device)
+    s = OTDDSettings(eps=0.5, debias=False)
+    sweeps = {}
+    for marginal_tol in (1e-2, 1e-5):
+        solver = WarmSinkhorn(marginal_tol=marginal_tol, max_iter=50_000, overrelax=omega, dense_limit=dense_limit,
+                              block_entries=4000, check_every=1)
+        otdd(x, x_ref, labels, s, solver=solver)
+        assert solver.last_converged
+        sweeps[marginal_tol] = solver.last_cross_iterations if dense_limit else solver.last_iterations
+        state = solver._state
+        assert _plan_marginal_error(x, x_ref, labels, s, state.f, state.g) < 3 * marginal_tol
+    assert sweeps[1e-2] < sweeps[1e-5], sweeps
+
+
 @pytest.mark.parametrize("omega", [1.5, 1.9])
 def test_overrelaxed_sinkhorn_reaches_the_plain_fixed_point(omega: float, device: torch.device) -> None:
     x, x_ref, labels = stiff_problem(device=device)
@@ -174,6 +205,8 @@ def test_overrelaxation_converges_in_fewer_sweeps_on_a_stiff_problem(device: tor
 def test_overrelaxation_outside_its_range_is_refused() -> None:
     with pytest.raises(ValueError, match="overrelax"):
         WarmSinkhorn(overrelax=2.0)
+    with pytest.raises(ValueError, match="marginal_tol > 0"):
+        WarmSinkhorn(marginal_tol=0.0)
 
 
 def test_solver_warns_once_when_it_stops_short_of_its_tolerance(device: torch.device) -> None:

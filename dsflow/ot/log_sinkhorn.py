@@ -24,7 +24,7 @@ from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
 
 __all__ = [
-    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "anneal", "iterate", "solve", "cold_schedule",
+    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "column_error", "anneal", "iterate", "solve", "cold_schedule",
     "warm_schedule",
 ]
 
@@ -36,11 +36,14 @@ class SweepLimits(NamedTuple):
         tol: stop once a sweep moves no potential by more than ``tol * eps``.
         max_iter: most sweeps.
         check_every: sweeps between convergence checks (each one a host synchronisation).
+        marginal_tol: for a cross problem, stop instead once the plan's column marginal is within
+            ``marginal_tol`` of b in L1 (:meth:`CrossProblem.sweep`); None: the potential criterion.
     """
 
     tol: float
     max_iter: int
     check_every: int
+    marginal_tol: float | None = None
 
 
 class Problem(Protocol):
@@ -60,10 +63,15 @@ class CrossProblem:
         self.cost, self.a_log, self.b_log = cost, a_log, b_log
         self.f, self.g = torch.zeros_like(a_log), g
 
-    def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
-        """One Sinkhorn iteration at ``eps``; returns max |f_new - f| when ``measure``."""
+    def sweep(self, eps: float, measure: bool = True, marginal: bool = False) -> Tensor | None:
+        """One Sinkhorn iteration at ``eps``; returns max |f_new - f| when ``measure``, or with ``marginal`` the
+        L1 error sum_j |pi_j - b_j| of the column marginal of the plan between the two half-steps (rows exact,
+        columns still scaled by the old g: pi_j = b_j exp((g_old_j - g_new_j) / eps))."""
+        g_old = self.g
         f_new, self.g = sweep_cross(self.cost, self.a_log, self.b_log, self.g, eps)
-        change = (f_new - self.f).abs().max() if measure else None
+        change = None
+        if measure:
+            change = (column_error(self.b_log, g_old, self.g, eps) if marginal else (f_new - self.f).abs().max())
         self.f = f_new
         return change
 
@@ -82,6 +90,12 @@ class SelfProblem:
         return change
 
 
+def column_error(b_log: Tensor, g_old: Tensor, g_new: Tensor, eps: float) -> Tensor:
+    """() L1 error sum_j |pi_j - b_j| of a plan's column marginal pi_j = b_j exp((g_old_j - g_new_j) / eps),
+    where g_new = softmin(C^T, f) makes the columns exact: the plan of (f, g_old) misses them by this much."""
+    return (b_log.exp() * torch.expm1((g_old - g_new) / eps).abs()).sum()
+
+
 def anneal(problem: Problem, schedule: list[float]) -> None:
     """Epsilon-scaling: one sweep at each level of ``schedule`` above the target (its last entry)."""
     for eps in schedule[:-1]:
@@ -89,11 +103,14 @@ def anneal(problem: Problem, schedule: list[float]) -> None:
 
 
 def iterate(problem: Problem, eps: float, limits: SweepLimits) -> tuple[int, bool]:
-    """Sweep at ``eps`` until the potentials move by at most ``tol * eps`` (checked every ``check_every``
-    sweeps) or ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
+    """Sweep at ``eps`` until the potentials move by at most ``tol * eps`` (or, for a cross problem with
+    ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every`` sweeps, or
+    ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
+    marginal = limits.marginal_tol is not None and isinstance(problem, CrossProblem)
+    threshold = limits.marginal_tol if marginal else limits.tol * eps
     for it in range(1, limits.max_iter + 1):
-        change = problem.sweep(eps)
-        if it % limits.check_every == 0 and float(change) <= limits.tol * eps:
+        change = problem.sweep(eps, marginal=True) if marginal else problem.sweep(eps)
+        if it % limits.check_every == 0 and float(change) <= threshold:
             return it, True
     return limits.max_iter, False
 
