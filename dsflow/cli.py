@@ -157,6 +157,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,  # what Lightning falls back to anyway, said instead of warned ("No seed found")
         trainer_defaults={"callbacks": [GracefulInterrupt()]},
         args=args,
         run=run,
@@ -204,6 +205,7 @@ def train_main(args: list[str] | None = None) -> TrainCLI:
         subclass_mode_data=True,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
         # Lightning's hyperparameter capture cannot record links into a nested network's arguments, and no
         # dsflow task saves hyperparameters: checkpoints are read by load_oracle (oracles) or ckpt_path (resume)
         load_from_checkpoint_support=False,

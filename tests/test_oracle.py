@@ -151,6 +151,11 @@ def test_flow_cli_table1_fmnist_configs_score_through_the_coupling(mode: str, tm
     history = json.loads((tmp_path / "run/oracle/history.json").read_text())
     assert [h["step"] for h in history] == [0, 1, 2]
     assert all(0 <= h["accuracy"] <= 100 for h in history)
+    clusters = tmp_path / "run/oracle/clusters.json"
+    assert clusters.is_file() == (mode == "unsupervised")  # the pseudo-labels' own accuracy, unsupervised only
+    if mode == "unsupervised":  # 10 balanced classes: the best matching of 10 clusters gets at least 1 in 10 right
+        record = json.loads(clusters.read_text())
+        assert record["num_clusters"] == 10 and 10.0 <= record["accuracy"] <= 100.0
 
 
 def _nearest_centre_oracle(centres: torch.Tensor, shape: tuple[int, ...]):

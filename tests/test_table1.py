@@ -119,7 +119,7 @@ def test_tiny_supervised_usps_flow_raises_the_oracle_accuracy(tmp_path: Path, ca
     assert row["supervised"] > row["before"] + 15, row  # measured: 45.0 -> 76.0 (the flow moves USPS onto MNIST digits)
     printed = capsys.readouterr().out
     assert re.search(r"oracle: .* MNIST test accuracy \d+\.\d\d %", printed)
-    assert f"| usps | {row['before']:.1f} | {row['supervised']:.1f} | - | 10 |" in printed
+    assert f"| usps | {row['before']:.1f} | {row['supervised']:.1f} | - | - | 10 |" in printed  # no clusters: supervised
     assert (tmp_path / "runs/results.json").is_file()
 
 

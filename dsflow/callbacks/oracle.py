@@ -86,6 +86,7 @@ class OracleScorer(L.Callback):
         self.oracle: Oracle | None = None
         self._true: Tensor | None = None
         self._alignment: Tensor | None = None
+        self.cluster_accuracy: float | None = None  # pseudo-labeled sources: the clusters' own accuracy (%)
         self._grid_idx: Tensor | None = None
         self._path_idx: Tensor | None = None
         self._frames: list[tuple[int, Tensor]] = []  # (step, grid particles (k, c, h, w)) for the Fig. 5 grid
@@ -105,7 +106,12 @@ class OracleScorer(L.Callback):
         if isinstance(spec, PseudoLabeled):
             if not self.coupling and oracle.num_classes != c_true:
                 raise ValueError(f"OracleScorer: oracle has {oracle.num_classes} classes, the data {c_true}; set coupling: true")
-            self._alignment = hungarian_alignment(p.y.cpu(), self._true, p.num_classes, c_true) if self.coupling else None
+            aligned = hungarian_alignment(p.y.cpu(), self._true, p.num_classes, c_true)
+            self._alignment = aligned if self.coupling else None
+            # what the pseudo-labels alone score (the same alignment): the flow moves clusters, so this bounds it
+            self.cluster_accuracy = 100.0 * float((aligned[p.y.cpu()] == self._true).double().mean())
+            for logger in trainer.loggers:
+                logger.log_metrics({"oracle/cluster_acc": self.cluster_accuracy}, step=0)
         elif self.coupling and oracle.num_classes != ref.num_classes:
             raise ValueError(f"OracleScorer: the coupling maps reference classes, but the oracle has {oracle.num_classes} classes and the reference {ref.num_classes}")
         elif not self.coupling and oracle.num_classes != p.num_classes:
@@ -169,6 +175,9 @@ class OracleScorer(L.Callback):
         self._record(trainer, pl_module)
         if trainer.is_global_zero:
             write_json(Path(trainer.default_root_dir) / "oracle" / "history.json", self.history)
+            if self.cluster_accuracy is not None:
+                write_json(Path(trainer.default_root_dir) / "oracle" / "clusters.json",
+                           {"accuracy": self.cluster_accuracy, "num_clusters": int(pl_module.particles.num_classes)})
             self._figures(trainer, pl_module)
 
     def _figures(self, trainer: L.Trainer, pl_module: Any) -> None:
