@@ -58,6 +58,21 @@ def test_command_line_overrides_and_resume(tmp_path: Path) -> None:
     assert list(load_trajectory(run)["steps"]) == [0, 2, 3, 4, 6]
 
 
+def test_resume_with_another_optimizer_names_both(tmp_path: Path) -> None:
+    """A flow written with Adam, resumed without the Adam options (so with the default SGD): a clear error naming
+    both optimizers, before any step, instead of torch's KeyError: 'momentum'; the checkpoint is untouched."""
+    run = tmp_path / "run"
+    args = ["fit", "--config", CONFIG, "--run_dir", str(run), "--trainer.logger", "false"]
+    flow_main(args + ["--trainer.max_steps", "3", "--model.init_args.optimizer", "torch.optim.Adam"])
+    ckpt = run / "checkpoints" / "last.ckpt"
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError, match=r"torch\.optim\.adam\.Adam.*configures torch\.optim\.sgd\.SGD.*same model\.init_args\.optimizer"):
+        flow_main(args + ["--trainer.max_steps", "6", "--ckpt_path", str(ckpt)])
+    assert ckpt.read_bytes() == before
+    flow_main(args + ["--trainer.max_steps", "6", "--model.init_args.optimizer", "torch.optim.Adam", "--ckpt_path", str(ckpt)])
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
+
+
 def test_unknown_option_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         flow_main(["fit", "--config", CONFIG, "--run_dir", str(tmp_path), "--model.init_args.no_such_option", "1"])

@@ -220,11 +220,31 @@ class FlowModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["noise_generator"] = self.noise.get_state()
+        if self._trainer is not None and self.trainer.optimizers:
+            checkpoint["optimizer_class"] = _class_name(self.trainer.optimizers[0])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "noise_generator" in checkpoint:
             self.noise.set_state(checkpoint["noise_generator"])
         _count_steps_as_manual(checkpoint)
+        self._check_resumed_optimizer(checkpoint)
+
+    def _check_resumed_optimizer(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, with both names, a checkpoint whose optimizer state belongs to another optimizer than the one
+        this run configures (torch would fail later with a bare KeyError such as 'momentum')."""
+        states = checkpoint.get("optimizer_states") or []
+        if not states:
+            return
+        probe = self.configure_optimizers_for([torch.nn.Parameter(torch.zeros(1))])
+        saved = checkpoint.get("optimizer_class")
+        saved_keys = set(states[0].get("param_groups", [{}])[0]) - {"params"}
+        keys = set(probe.param_groups[0]) - {"params"}
+        if (saved is not None and saved != _class_name(probe)) or (saved is None and saved_keys != keys):
+            raise ValueError(
+                f"FlowModule: the checkpoint's optimizer state is {saved or 'of another optimizer'} (options "
+                f"{sorted(saved_keys)}), but this run configures {_class_name(probe)}; resume with the same "
+                f"model.init_args.optimizer as the run that wrote it (its config.yaml in the run directory)"
+            )
 
     def _check_finite(self, step: int) -> None:
         """Stop with the step number when the objective or the particles stop being finite (one host sync)."""
@@ -239,7 +259,10 @@ class FlowModule(L.LightningModule):
         raise FloatingPointError(f"FlowModule: flow diverged at step {step}: {what}. {_DIVERGED}")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        params = [p for p in self.parameters() if p.requires_grad]
+        return self.configure_optimizers_for([p for p in self.parameters() if p.requires_grad])
+
+    def configure_optimizers_for(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        """The configured optimizer (default: SGD with step size 0.1) over ``params``."""
         if self.optimizer_factory is None:
             return torch.optim.SGD(params, lr=0.1)
         try:
@@ -250,6 +273,12 @@ class FlowModule(L.LightningModule):
             if not group.get("lr", 1.0) > 0:
                 raise ValueError(f"model.init_args.optimizer.init_args.lr: the step size must be positive, got {group['lr']}")
         return optimizer
+
+
+def _class_name(optimizer: Any) -> str:
+    """``module.Class`` of an optimizer (unwrapping Lightning's LightningOptimizer)."""
+    inner = getattr(optimizer, "optimizer", optimizer)
+    return f"{type(inner).__module__}.{type(inner).__qualname__}"
 
 
 def _count_steps_as_manual(checkpoint: dict[str, Any]) -> None:
