@@ -31,7 +31,7 @@ from dsflow.data.pair import FlowDataModule
 from dsflow.ot.denormals import flush_denormals
 from dsflow.flows.module import FlowModule
 
-__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb"]
+__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger"]
 
 
 def configure_wandb() -> str:
@@ -41,6 +41,17 @@ def configure_wandb() -> str:
     if "WANDB_MODE" not in os.environ and not _wandb_key_available():
         os.environ["WANDB_MODE"] = "offline"
     return os.environ.get("WANDB_MODE", "online")
+
+
+def wandb_logger(**kwargs: Any) -> WandbLogger:
+    """Lightning's WandbLogger, without the ``anonymous=None`` it always hands to ``wandb.init``: wandb warns
+    "The anonymous setting has no effect" for any value, on every run (the setting is deprecated; None is its
+    default anyway)."""
+    logger = WandbLogger(**kwargs)
+    init = getattr(logger, "_wandb_init", None)  # Lightning's kwargs for wandb.init
+    if isinstance(init, dict) and init.get("anonymous", "set") is None:
+        del init["anonymous"]
+    return logger
 
 
 def _wandb_key_available() -> bool:
@@ -77,7 +88,7 @@ class RunCLI(LightningCLI):
         kwargs["default_root_dir"] = str(self.run_dir)
         if cfg.trainer.get("logger") in (None, True):
             configure_wandb()
-            kwargs["logger"] = WandbLogger(project="dsflow", name=f"{name}-{self.run_dir.name}", save_dir=str(self.run_dir))
+            kwargs["logger"] = wandb_logger(project="dsflow", name=f"{name}-{self.run_dir.name}", save_dir=str(self.run_dir))
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:

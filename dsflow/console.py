@@ -11,6 +11,9 @@ Dropped (each is known to be harmless for dsflow's runs, and says so below):
   (:meth:`~dsflow.flows.FlowModule.flow_step`), and the checkpoint of step t holding the particles after step t is
   exactly what a resumed flow needs.
 
+wandb's "The anonymous setting has no effect" is not filtered but avoided at its source: Lightning hands
+``wandb.init`` ``anonymous=None``, which :func:`dsflow.cli.wandb_logger` leaves out.
+
 Everything else, and every warning about the user's run (a Sinkhorn cap, a data problem), is kept.
 :func:`quiet_third_party` is called by the entry points (:mod:`dsflow.cli`) and the benchmark runners, never on
 import: a library must not change a user's warning filters behind their back.

@@ -77,3 +77,13 @@ def test_unknown_option_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixt
     with pytest.raises(SystemExit):
         flow_main(["fit", "--config", CONFIG, "--run_dir", str(tmp_path), "--model.init_args.no_such_option", "1"])
     assert "no_such_option" in capsys.readouterr().err
+
+
+def test_wandb_logger_does_not_pass_the_deprecated_anonymous_setting(tmp_path: Path) -> None:
+    """Lightning hands wandb.init anonymous=None, and wandb then warns on every run that the setting has no effect;
+    dsflow's logger leaves it out (the other settings stay)."""
+    from dsflow.cli import wandb_logger
+
+    logger = wandb_logger(project="dsflow", name="t", save_dir=str(tmp_path))
+    assert "anonymous" not in logger._wandb_init
+    assert logger._wandb_init["project"] == "dsflow" and logger._wandb_init["name"] == "t"
