@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from dsflow.ot.blocks import Extrapolation, GroundCost
+from dsflow.ot.log_sinkhorn import marginal_error
 
 __all__ = ["kernel_cross", "kernel_self"]
 
@@ -105,7 +106,7 @@ def kernel_cross(
     """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost, over-relaxed by ``omega`` in
     [1, 2) (guarded, see the module docstring), until no potential moves by more than ``tol * eps`` in an
     iteration or, with ``marginal_tol``, until the plan's column marginal is within it in L1
-    (:func:`~dsflow.ot.log_sinkhorn.column_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
+    (:func:`~dsflow.ot.log_sinkhorn.marginal_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
     gradient in x, table gradient), the number of iterations and whether the tolerance was met."""
     if not 1.0 <= omega < 2.0:
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")
@@ -128,9 +129,9 @@ def kernel_cross(
         if marginal_tol is None:
             change = (lu - state["lu"]).abs().max() * eps
         else:  # L1 marginal errors of the plan (u, v_old): rows a_i u_i / u_exact_i, columns b_j v_old_j / v_j
-            change = (b * torch.expm1(state["lv"] - lv).abs()).sum()
+            change = marginal_error(b, state["lv"] - lv)
             if w != 1.0:
-                change = change + (a * torch.expm1(lu - exact).abs()).sum()
+                change = change + marginal_error(a, lu - exact)
         if w != 1.0:
             lv = torch.lerp(state["lv"], lv, w)
         state["lu"], state["lv"] = lu, lv

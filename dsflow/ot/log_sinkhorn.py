@@ -24,7 +24,7 @@ from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
 
 __all__ = [
-    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "column_error", "anneal", "iterate", "solve", "cold_schedule",
+    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "marginal_error", "anneal", "iterate", "solve", "cold_schedule",
     "warm_schedule",
 ]
 
@@ -71,7 +71,9 @@ class CrossProblem:
         f_new, self.g = sweep_cross(self.cost, self.a_log, self.b_log, self.g, eps)
         change = None
         if measure:
-            change = (column_error(self.b_log, g_old, self.g, eps) if marginal else (f_new - self.f).abs().max())
+            # the columns of the plan (f_new, g_old) are b exp((g_old - g_new) / eps): g_new makes them exact
+            change = (marginal_error(self.b_log.exp(), (g_old - self.g) / eps) if marginal
+                      else (f_new - self.f).abs().max())
         self.f = f_new
         return change
 
@@ -90,10 +92,10 @@ class SelfProblem:
         return change
 
 
-def column_error(b_log: Tensor, g_old: Tensor, g_new: Tensor, eps: float) -> Tensor:
-    """() L1 error sum_j |pi_j - b_j| of a plan's column marginal pi_j = b_j exp((g_old_j - g_new_j) / eps),
-    where g_new = softmin(C^T, f) makes the columns exact: the plan of (f, g_old) misses them by this much."""
-    return (b_log.exp() * torch.expm1((g_old - g_new) / eps).abs()).sum()
+def marginal_error(mass: Tensor, log_ratio: Tensor) -> Tensor:
+    """() L1 error sum_j |pi_j - mass_j| of a plan's marginal pi_j = mass_j exp(log_ratio_j) (k,): a plan whose
+    scaling is off by exp(log_ratio) from the one that makes that marginal exact."""
+    return (mass * torch.expm1(log_ratio).abs()).sum()
 
 
 def anneal(problem: Problem, schedule: list[float]) -> None:

@@ -70,7 +70,7 @@ class WarmSinkhorn(OuterSolver):
             Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
             (:mod:`dsflow.ot.kernel_sinkhorn`).
         marginal_tol: stop the cross problem OT(a, b) once its plan's marginals are within ``marginal_tol`` of a
-            and b in L1 (total mass 1; :func:`~dsflow.ot.log_sinkhorn.column_error`) instead of by ``tol``;
+            and b in L1 (total mass 1; :func:`~dsflow.ot.log_sinkhorn.marginal_error`) instead of by ``tol``;
             None: by ``tol``. What the flow's velocity needs: its relative error measured 2-3 times the marginal
             error on Table 1 flows, where ``tol`` (a potential change of 1e-4 eps in one sweep) asks far more
             than that of a slowly contracting problem (docs/speed.md). The self problems keep ``tol``.
