@@ -21,11 +21,11 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from anywhere finds ds
     sys.path.insert(0, str(ROOT))
 
 from dsflow.cli import FlowCLI, TrainCLI, flow_main, train_main  # noqa: E402
+from dsflow.data.flow_pairs import FlowPairs  # noqa: E402
 from dsflow.ot.denormals import flush_denormals  # noqa: E402
+from dsflow.tasks.restarts import RestartResult, select_restarts  # noqa: E402
 
 flush_denormals()  # before any torch work starts its worker threads (dsflow.ot.denormals): as flow.py does
-from dsflow.data.flow_pairs import FlowPairs  # noqa: E402
-from dsflow.tasks.restarts import RestartResult, select_restarts  # noqa: E402
 
 #: the flow map of appendix C, restarts scored by their last weights
 FLOW_MAP = ["configs/train/flow_map.yaml", "configs/train/flow_map_restarts.yaml"]

@@ -275,10 +275,9 @@ class FlowModule(L.LightningModule):
         return optimizer
 
 
-def _class_name(optimizer: Any) -> str:
-    """``module.Class`` of an optimizer (unwrapping Lightning's LightningOptimizer)."""
-    inner = getattr(optimizer, "optimizer", optimizer)
-    return f"{type(inner).__module__}.{type(inner).__qualname__}"
+def _class_name(optimizer: torch.optim.Optimizer) -> str:
+    """``module.Class`` of a torch optimizer."""
+    return f"{type(optimizer).__module__}.{type(optimizer).__qualname__}"
 
 
 def _count_steps_as_manual(checkpoint: dict[str, Any]) -> None:
