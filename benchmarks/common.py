@@ -30,7 +30,7 @@ flush_denormals()  # before any torch work starts its worker threads (dsflow.ot.
 #: the flow map of appendix C, restarts scored by their last weights
 FLOW_MAP = ["configs/train/flow_map.yaml", "configs/train/flow_map_restarts.yaml"]
 
-__all__ = ["ROOT", "parser", "set_threads", "configs", "run_flow", "flow_config", "run_train", "fit_flow_map", "overrides", "markdown_table",
+__all__ = ["ROOT", "parser", "protocol_defaults", "Progress", "set_threads", "configs", "run_flow", "flow_config", "run_train", "fit_flow_map", "overrides", "markdown_table",
            "write_results"]
 
 
@@ -53,6 +53,42 @@ def parser(doc: str | None, out: str | None, seeds: Sequence[int] | None = (0,),
     if passthrough:
         p.add_argument("overrides", nargs="*", help=f"further {passthrough} arguments, after --")
     return p
+
+
+def protocol_defaults(p: argparse.ArgumentParser, argv: Sequence[str] | None, option: str = "--protocol") -> None:
+    """Let ``option FILE`` (a YAML mapping of the parser's own options, e.g. ``shots: [5, 10, 100]``) set the
+    parser's defaults; options given on the command line still win. Unknown keys are refused by name."""
+    import yaml
+
+    p.add_argument(option, default=None, help="YAML file of these options' values (command-line options win)")
+    known, _ = p.parse_known_args(argv)
+    path = getattr(known, option.lstrip("-").replace("-", "_"))
+    if path is None:
+        return
+    file = Path(path) if Path(path).exists() else ROOT / path
+    if not file.is_file():
+        raise FileNotFoundError(f"{option}: no file {path}")
+    values = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{option} {path}: expected a mapping of option: value, got {type(values).__name__}")
+    dests = {a.dest for a in p._actions}
+    unknown = sorted(k for k in values if k.replace("-", "_") not in dests)
+    if unknown:
+        raise ValueError(f"{option} {path}: unknown options {unknown}; choose from {sorted(dests - {'help'})}")
+    p.set_defaults(**{k.replace("-", "_"): v for k, v in values.items()})
+
+
+class Progress:
+    """Counts finished units of a long run and says how far along it is: ``"3 of 9; about 12 min left"``
+    (the time left from the mean time of the units done so far)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.spent = total, 0, 0.0
+
+    def step(self, seconds: float) -> str:
+        self.done, self.spent = self.done + 1, self.spent + seconds
+        left = self.spent / self.done * (self.total - self.done)
+        return f"{self.done} of {self.total}" + (f"; about {left / 60:.0f} min left" if self.done < self.total else "")
 
 
 def set_threads(threads: int | None) -> None:

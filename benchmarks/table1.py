@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     common.set_threads(args.threads)
     oracle, oracle_acc = oracle_checkpoint(args)
     print(f"oracle: {oracle} (LeNet-5), MNIST test accuracy {oracle_acc:.2f} %", flush=True)
-    rows, done, total, spent = [], 0, len(args.targets) * len(args.seeds) * len(args.modes), 0.0
+    rows, progress = [], common.Progress(len(args.targets) * len(args.seeds) * len(args.modes))
     for target in args.targets:
         for seed in args.seeds:
             label = target.partition("=")[0]
@@ -134,10 +134,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     row["clusters"] = json.loads(clusters.read_text())["accuracy"]
                 row["steps"] = json.loads((run / "summary.json").read_text())["steps"]
                 row["seconds"].append(round(seconds, 1))
-                done, spent = done + 1, spent + seconds
-                left = f"; about {spent / done * (total - done) / 60:.0f} min left" if done < total else ""
                 print(f"{target} seed {seed} {mode}: {before:.1f} % -> {after:.1f} % in {seconds:.0f} s "
-                      f"(flow {done} of {total}{left})", flush=True)
+                      f"(flow {progress.step(seconds)})", flush=True)
             rows.append(row)
     print(table(rows, len(args.seeds) > 1))
     common.write_results(args.out, {"oracle": oracle, "oracle_acc": oracle_acc, "args": vars(args), "rows": rows})

@@ -13,7 +13,7 @@ from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, 
 from tests.real_data import require_data
 from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks import load_oracle
-from dsflow.tasks.transfer import accuracy, class_map, landing_labels
+from dsflow.tasks.transfer import accuracy, class_map, landing_labels, landing_report
 from tests.scripts import load_script
 
 
@@ -33,6 +33,19 @@ def test_landing_labels_read_the_nearest_target() -> None:
     y_ref = torch.tensor([4, 7, 1])
     x = torch.tensor([[9.5, 0.2], [0.1, 0.1], [0.3, 9.0], [10.2, -0.1]]).reshape(4, 1, 1, 2)
     assert landing_labels(x, x_ref, y_ref, batch_size=3).tolist() == [7, 4, 1, 7]
+
+
+def test_landing_report_measures_distances_coverage_and_classes() -> None:
+    x_ref = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])  # spacings 3, 3, 4 (its nearest other sample)
+    y_ref = torch.tensor([0, 1, 2])
+    x = torch.tensor([[0.0, 1.0], [3.0, 0.5], [0.5, 0.0], [2.5, 0.0]])  # nearest: 0, 1, 0, 1 at 1, 0.5, 0.5, 0.5
+    got = landing_report(x, torch.tensor([0, 1, 1, 1]), x_ref, y_ref)
+    assert got["nearest"] == pytest.approx(2.5 / 4) and got["spacing"] == pytest.approx(10 / 3)
+    assert got["covered"] == pytest.approx(2 / 3)  # target sample 2 is nobody's nearest
+    assert got["off_class"] == pytest.approx(1 / 4)  # the third particle (label 1) sits on a sample of class 0
+    assert torch.isnan(torch.tensor(landing_report(x, None, x_ref, y_ref)["off_class"]))
+    with pytest.raises(ValueError, match="at least 2 target samples"):
+        landing_report(x, None, x_ref[:1], y_ref[:1])
 
 
 def test_tensor_files_concatenate_in_order_and_subsets_split_a_pool(tmp_path: Path) -> None:
@@ -106,6 +119,13 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     net = load_oracle(task / "lenet/plus_zT/checkpoints/last.ckpt").net
     assert accuracy(net, test.x, test.y) == run["acc"]["+ zT"]
     assert "map_mse" in run and (task / "flow_map/fig9.png").is_file() and (out / "adaptation.png").is_file()
+    assert 0 < run["landing"]["nearest"] < run["landing_z0"]["nearest"] and 0 < run["landing"]["covered"] <= 1
+    assert "| usps->mnist | 5 | fine-tune | model adaptation, same labeled data (paper Fig. 4) |" in printed
+    assert "| usps->mnist | 5 | " in printed.split("off-class: z0 -> zT")[1]  # the landing table
+    # the controls repeat the 50 targets to as many samples as target + zT (100 more) and target + z1..T (z3, z6: 200 more)
+    assert (task / "lenet/target_repeated/config.yaml").read_text().count("target.npz") == 3
+    assert (task / "lenet/target_repeated_z1-T_steps/config.yaml").read_text().count("target.npz") == 5
+    assert (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").is_file()  # fine-tuning's source model
 
 
 def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) -> None:
@@ -119,5 +139,52 @@ def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) ->
     assert rows[0]["mean"] == pytest.approx(sum(accs) / 2)
     config = (out / "usps-mnist-k5-s1/lenet/target_repeated/config.yaml").read_text()
     assert config.count("target.npz") == 3  # target + 100 flowed samples: the 50 targets three times
-    with pytest.raises(ValueError, match="unknown dataset"):
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
         load_script("transfer").main(["--pairs", "svhn:mnist", "--out", str(out)])
+
+
+def test_a_rerun_reuses_finished_work_and_source_models_serve_every_k(tmp_path: Path) -> None:
+    out = tmp_path / "resume"
+    first = _ran(tmp_path, out, *TINY, "--seeds", "0", "--settings", "target only", "+ zT")
+    task = out / "usps-mnist-k5-s0"
+    flow_made = (task / "flow/summary.json").stat().st_mtime_ns
+    tiny = [a if a != "5" else "2" for a in TINY]  # k = 2 and 5: one source model for both
+    rows = _ran(tmp_path, out, *tiny[:4], "5", *tiny[4:], "--seeds", "0", "--settings", "target only", "+ zT", "fine-tune")
+    assert (task / "flow/summary.json").stat().st_mtime_ns == flow_made  # the k = 5 flow was not run again
+    again = {(r["k"], r["setting"]): r["mean"] for r in rows}
+    assert [again[(5, r["setting"])] for r in first] == [r["mean"] for r in first]  # its accuracies reused
+    assert {r["k"] for r in rows} == {2, 5} and (2, "fine-tune") in again
+    assert [p.name for p in (out / "sources").iterdir()] == ["usps-s0"]
+    source_made = (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").stat().st_mtime_ns
+    changed = _ran(tmp_path, out, *TINY, "--seeds", "0", "--settings", "fine-tune", "--lenet-args", "trainer.max_epochs=2")
+    assert (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").stat().st_mtime_ns != source_made  # options changed
+    assert json.loads((task / "task.json").read_text())["key"]["lenet_args"] == ["trainer.max_epochs=2"]
+    assert changed[0]["setting"] == "fine-tune"
+
+
+def test_mnist_to_usps_flows_onto_usps_and_scores_on_its_test_split(tmp_path: Path) -> None:
+    out = tmp_path / "m2u"
+    _ran(tmp_path, out, *[a if a != "usps:mnist" else "mnist:usps" for a in TINY], "--seeds", "0",
+         "--settings", "target only", "+ zT")
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    assert run["test"] == {"name": "usps/test", "samples": 300} and run["pair"] == "mnist->usps"
+    target = TensorFiles([str(out / "mnist-usps-k5-s0/sets/target.npz")]).load()
+    assert torch.bincount(target.y).tolist() == [5] * 10  # k-shot: class-balanced, from USPS's training split
+
+
+def test_the_paper_protocol_is_a_yaml_file_and_command_line_options_win(tmp_path: Path) -> None:
+    runner = load_script("transfer")
+    args = runner.parse(["--protocol", "configs/transfer/paper.yaml", "--pairs", "usps:mnist"])
+    assert args.shots == [5, 10, 100] and args.seeds == [0, 1, 2] and args.map_restarts == 10
+    assert args.pairs == ["usps:mnist"] and args.settings == list(runner.SETTINGS)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("shots: [5]\nepochs: 20\n")
+    with pytest.raises(ValueError, match=r"unknown options \['epochs'\]"):
+        runner.parse(["--protocol", str(bad)])
+    bad.write_text("settings: [target alone]\n")
+    with pytest.raises(ValueError, match=r"unknown settings \['target alone'\]"):
+        runner.parse(["--protocol", str(bad)])
+    with pytest.raises(FileNotFoundError, match="no file nowhere.yaml"):
+        runner.parse(["--protocol", "nowhere.yaml"])
+    with pytest.raises(ValueError, match="k must be >= 2"):
+        runner.parse(["--shots", "1"])

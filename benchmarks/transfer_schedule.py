@@ -1,0 +1,115 @@
+"""How the transfer flow's schedule and label distance were chosen: the OTDD objective along a long flow, and
+where the particles land, judged on the k-shot target only (the labeled data a k-shot user has), never on the
+test split the transfer runner scores.
+
+    DSFLOW_DATA=../shared/data python benchmarks/transfer_schedule.py --pairs usps:mnist fmnist:mnist --shots 5 100 \
+        --steps 120 --label-distances diagonal full
+
+For each pair, k and label distance, one flow of ``configs/flow/transfer/flow.yaml`` (the transfer runner's
+datasets and seeds, :func:`transfer.flow_overrides`) runs ``--steps`` steps with a CSV logger. The table gives
+the objective at the checkpoints in ``--report``, as a fraction of the way from its start to its last value
+(1.0: converged to where it ends), and at the last step :func:`dsflow.tasks.transfer.landing_report` of the
+particles against the k-shot target: mean distance to the nearest target sample against the target's own
+spacing, the fraction of target samples covered, and (digits onto digits) the fraction of particles that sit
+on a target sample of another class. Writes ``<out>/results.json`` and ``<out>/objective.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import common
+import transfer
+from dsflow.callbacks.figures import plt
+from dsflow.io import load_trajectory
+from dsflow.tasks.transfer import landing_report
+
+#: --label-distances name -> the flow override that selects it
+LABEL_DISTANCES = {"diagonal": "dsflow.ot.DiagonalGaussianLabelDistance", "full": "dsflow.ot.GaussianLabelDistance"}
+
+
+def parse(argv: list[str] | None):
+    p = common.parser(__doc__, out="runs/transfer_schedule", seeds=(0,), passthrough=None)
+    p.add_argument("--pairs", nargs="+", default=["usps:mnist"])
+    p.add_argument("--shots", nargs="+", type=int, default=[5, 100])
+    p.add_argument("--steps", type=int, default=120, help="flow steps (default: %(default)s)")
+    p.add_argument("--report", nargs="+", type=int, default=[20, 40, 60, 80], help="steps reported in the table")
+    p.add_argument("--label-distances", nargs="+", default=["diagonal", "full"], choices=LABEL_DISTANCES)
+    return p.parse_args(argv)
+
+
+def objective_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, objective) from the run's CSV log."""
+    rows = []
+    for f in sorted(run.glob("logs/**/metrics.csv")):
+        with f.open() as fh:
+            rows += [(int(r["step"]), float(r["train/objective"])) for r in csv.DictReader(fh) if r.get("train/objective")]
+    if not rows:
+        raise FileNotFoundError(f"no train/objective in {run}/logs")
+    steps, obj = zip(*sorted(rows))
+    return np.array(steps), np.array(obj)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse(argv)
+    common.set_threads(args.threads)
+    out, results = Path(args.out), []
+    jobs = [(p, k, s, d) for p in args.pairs for k in args.shots for s in args.seeds for d in args.label_distances]
+    progress = common.Progress(len(jobs))
+    for pair, k, seed, dist in jobs:
+        src, tgt = pair.split(":")
+        run = out / f"{src}-{tgt}-k{k}-s{seed}-{dist}"
+        t0 = time.perf_counter()
+        over = [*transfer.flow_overrides(src, tgt, k, seed), "--trainer.max_steps", str(args.steps),
+                "--model.init_args.terms.init_args.label_distance", LABEL_DISTANCES[dist],
+                "--recorder.every_n_steps", "0", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
+                "--trainer.logger.init_args.save_dir", str(run / "logs")]
+        cli = common.run_flow(transfer.FLOW, over, run)
+        seconds = time.perf_counter() - t0
+        steps, obj = objective_curve(run)
+        target = cli.datamodule.reference
+        x_t = torch.from_numpy(load_trajectory(run)["x"][-1])
+        same = transfer.DATASETS[src][1] and transfer.DATASETS[tgt][1]
+        land = landing_report(x_t, cli.datamodule.source.y if same else None, target.x, target.y)
+        start = landing_report(cli.datamodule.source.x, cli.datamodule.source.y if same else None, target.x, target.y)
+        frac = {s: float((obj[0] - obj[steps <= s][-1]) / (obj[0] - obj[-1])) for s in args.report if s <= steps[-1]}
+        results.append({"pair": pair, "k": k, "seed": seed, "label_distance": dist, "seconds": round(seconds, 1),
+                        "steps": steps.tolist(), "objective": obj.tolist(), "fraction_of_fall": frac,
+                        "landing": land, "start": start})
+        print(f"{pair} k={k} seed={seed} {dist}: objective {obj[0]:.1f} -> {obj[-1]:.1f} in {seconds:.0f} s, "
+              f"off-class {land['off_class']:.3f} (run {progress.step(seconds)})", flush=True)
+    common.write_results(out, {"args": vars(args), "runs": results})
+    figure(results, out / "objective.png")
+    header = ["pair", "k", "label distance", *[f"fall at {s}" for s in args.report], "nearest / spacing",
+              "covered", "off-class", "s/step"]
+    print(common.markdown_table(header, [
+        [r["pair"], r["k"], r["label_distance"], *[f"{r['fraction_of_fall'].get(s, float('nan')):.3f}" for s in args.report],
+         f"{r['landing']['nearest']:.2f} / {r['landing']['spacing']:.2f}", f"{r['landing']['covered']:.2f}",
+         f"{r['landing']['off_class']:.3f}", f"{r['seconds'] / args.steps:.2f}"] for r in results]))
+    return results
+
+
+def figure(results: list[dict], path: Path) -> Path:
+    """Objective against step, one panel per pair and k, one line per label distance."""
+    panels = list(dict.fromkeys((r["pair"], r["k"]) for r in results))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    for ax, (pair, k) in zip(axes[0], panels):
+        for r in (r for r in results if (r["pair"], r["k"]) == (pair, k)):
+            ax.semilogy(r["steps"], r["objective"], label=f"{r['label_distance']} (seed {r['seed']})")
+        ax.set(title=f"{pair}, {k}-shot", xlabel="flow step", ylabel="OTDD objective")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
