@@ -36,7 +36,9 @@ options reuses what is there (flow, flow map and accuracies), so an interrupted 
 Progress: one line per setting, and per task "task i of N; about M min left". At the end: a Markdown table
 (pair, k, setting, comparison, mean and std over seeds), the landing table, ``<out>/results.json``,
 ``<out>/transfer_<pair>.png`` (Fig. 3e / 10: bars per k, spread over seeds), ``<out>/adaptation.png`` (Fig. 4:
-fine-tuning against + z1..T per pair and k) and per task ``flow_map/fig9.png`` (x0, xT and h(x0)).
+fine-tuning against + z1..T per pair and k) and per task ``flow_map/fig9.png`` (x0, xT and h(x0)),
+``figures/flow_grid.png`` (Fig. 5 style: the same particles along the flow) and ``figures/trajectories.png``
+(Fig. 3: the particles' paths between the datasets).
 
 Overrides per kind of run, as KEY=VALUE: ``--flow-args trainer.max_steps=30 recorder.every_n_steps=10``,
 ``--lenet-args trainer.max_epochs=8`` (every LeNet-5), ``--finetune-args`` (the fine-tuning stage),
@@ -55,6 +57,7 @@ from pathlib import Path
 import torch
 
 import common
+from dsflow.callbacks.flow_figures import image_flow_figure, trajectory_figure
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.transfer_figures import adaptation_figure, flow_map_figure, transfer_figure
 from dsflow.data import LabeledData, save_tensors
@@ -149,6 +152,7 @@ def flowed_sets(cli, task: Path, same: bool, out: dict, args) -> dict[str, list[
         y_flow = landing_labels(x_t, target.x, target.y)
         label = torch.stack([torch.bincount(y_flow[source.y == c], minlength=target.num_classes).argmax()
                              for c in range(source.num_classes)])  # (C_source,)
+    flow_figures(traj, y_flow, target, task / "figures", f"{out['pair']}, {out['k']}-shot, seed {out['seed']}")
     out["landing"] = landing_report(x_t, source.y if same else None, target.x, target.y)
     out["landing_z0"] = landing_report(source.x, source.y if same else None, target.x, target.y)
     sets = task / "sets"
@@ -184,6 +188,25 @@ def fresh(run: Path) -> Path:
     (and a shorter flow would leave stale trajectory snapshots), and the runner reads ``last.ckpt``."""
     shutil.rmtree(run, ignore_errors=True)
     return run
+
+
+def flow_figures(traj: dict, y: torch.Tensor, target: LabeledData, out: Path, title: str, per_class: int = 4,
+                 paths: int = 300) -> None:
+    """``flow_grid.png`` (Fig. 5 style: ``per_class`` particles of each label, the same ones at every kept step) and
+    ``trajectories.png`` (Fig. 3 style: ``paths`` particles' paths in the principal plane, the target as crosses).
+
+    Args:
+        traj: the flow's snapshots (``steps`` (T,), ``x`` (T, n, c, h, w)), from :func:`dsflow.io.load_trajectory`.
+        y: (n,) the particles' labels in the target's classes.
+    """
+    gen = torch.Generator().manual_seed(0)
+    grid = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in y.unique()])  # (<= per_class C,)
+    image_flow_figure([(int(s), torch.from_numpy(x[grid.numpy()])) for s, x in zip(traj["steps"], traj["x"])], y[grid],
+                      out / "flow_grid.png", title=f"{title}: the same particles along the flow (rows: label)")
+    keep = torch.randperm(y.shape[0], generator=gen)[:paths].numpy()
+    frames = [(int(s), x[keep].reshape(keep.size, -1)) for s, x in zip(traj["steps"], traj["x"])]
+    trajectory_figure(frames, y[keep].numpy(), (target.flat().numpy(), target.y.numpy()), out / "trajectories.png",
+                      title=f"{title}: particle paths (principal plane; k-shot target: crosses)")
 
 
 def train(files: list[Path], seed: int, run: Path, args, finetune_from: Path | None = None):
@@ -235,11 +258,12 @@ def one_task(src: str, tgt: str, k: int, seed: int, args) -> dict:
     key = task_key(args)
     out = cached_task(task, key) or {"pair": f"{src}->{tgt}", "k": k, "seed": seed, "key": key, "acc": {}}
     todo = [s for s in args.settings if s not in out["acc"]]
-    if not todo:
+    flowed = "flow_seconds" in out and (task / "flow" / "summary.json").is_file()
+    drawn = (task / "figures" / "trajectories.png").is_file()
+    if not todo and (drawn or not flowed):
         return out
     flow = [*flow_overrides(src, tgt, k, seed), *common.overrides(args.flow_args, "--flow-args")]
     files: dict[str, list[Path]] = {"target only": []}
-    flowed = "flow_seconds" in out and (task / "flow" / "summary.json").is_file()
     if flowed or all(s in NO_FLOW for s in todo):  # the flow's data only
         cli = common.flow_config(args.config, flow, task / "flow")
     else:
@@ -248,7 +272,7 @@ def one_task(src: str, tgt: str, k: int, seed: int, args) -> dict:
         out["flow_seconds"] = round(time.perf_counter() - t0, 1)
         write_json(task / "task.json", out)
         flowed = True
-    if flowed and any(s not in NO_FLOW for s in todo):
+    if flowed and (any(s not in NO_FLOW for s in todo) or not drawn):  # (figures of a flow that has none yet)
         files |= flowed_sets(cli, task, DATASETS[src][1] and DATASETS[tgt][1], out, args)
         write_json(task / "task.json", out)
     target = cli.datamodule.reference
@@ -301,7 +325,8 @@ def landing_rows(results: list[dict]) -> list[list]:
 def figures(rows: list[dict], out: Path, settings: list[str]) -> None:
     for pair in dict.fromkeys(r["pair"] for r in rows):
         transfer_figure([r for r in rows if r["pair"] == pair], out / f"transfer_{pair.replace('->', '_')}.png",
-                        title=f"{pair} (target test accuracy)")
+                        title=f"{pair}: target test accuracy, mean and std over seeds (hatched: step-matched controls)",
+                        hatched=tuple(s for s, c in COMPARISON.items() if c.startswith("control")))
     points = [{"label": f"{r['pair']} {r['k']}", "finetune": r["mean"],
                "flow": next(q["mean"] for q in rows if q["pair"] == r["pair"] and q["k"] == r["k"] and q["setting"] == "+ z1..T")}
               for r in rows if r["setting"] == "fine-tune" and "+ z1..T" in settings]

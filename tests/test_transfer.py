@@ -126,6 +126,10 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     assert (task / "lenet/target_repeated/config.yaml").read_text().count("target.npz") == 3
     assert (task / "lenet/target_repeated_z1-T_steps/config.yaml").read_text().count("target.npz") == 5
     assert (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").is_file()  # fine-tuning's source model
+    from PIL import Image
+
+    grid = Image.open(task / "figures/flow_grid.png")  # 3 panels (steps 0, 3, 6) of 10 rows of 4 digits
+    assert grid.size[0] > grid.size[1] > 200 and Image.open(task / "figures/trajectories.png").size[0] > 300
 
 
 def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) -> None:

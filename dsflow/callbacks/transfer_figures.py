@@ -38,27 +38,29 @@ def flow_map_figure(x0: Tensor, xt: Tensor, hx0: Tensor, path: str | Path, nrow:
     return _save(fig, path)
 
 
-def transfer_figure(rows: list[dict], path: str | Path, title: str = "") -> Path:
+def transfer_figure(rows: list[dict], path: str | Path, title: str = "", hatched: tuple[str, ...] = ()) -> Path:
     """Fig. 3e / 10: accuracy (mean and std over seeds) of each setting, one group of bars per k.
 
     Args:
         rows: records with keys ``k``, ``setting``, ``mean``, ``std`` (accuracy in %).
+        hatched: settings drawn hatched (e.g. the step-matched controls, which are not the paper's).
     """
     if not rows:
         raise ValueError("transfer_figure: no result rows")
     ks = sorted({r["k"] for r in rows})
     settings = list(dict.fromkeys(r["setting"] for r in rows))
     width = 0.8 / len(settings)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.8 * len(ks) * len(settings) / 4, 3.6))
+    fig, ax = plt.subplots(figsize=(2.4 + 1.8 * len(ks) * len(settings) / 4, 4.2))
     for j, s in enumerate(settings):
         means = [next((r["mean"] for r in rows if r["k"] == k and r["setting"] == s), np.nan) for k in ks]
         stds = [next((r["std"] for r in rows if r["k"] == k and r["setting"] == s), np.nan) for k in ks]
-        ax.bar(np.arange(len(ks)) + (j - (len(settings) - 1) / 2) * width, means, width, yerr=stds, label=s, capsize=2)
+        ax.bar(np.arange(len(ks)) + (j - (len(settings) - 1) / 2) * width, means, width, yerr=stds, label=s, capsize=2,
+               hatch="//" if s in hatched else None, edgecolor="white" if s in hatched else None)
     ax.set_xticks(range(len(ks)), [f"{k}-shot" for k in ks])
     ax.set_ylabel("target test accuracy (%)")
     lo = np.nanmin([r["mean"] - r["std"] for r in rows])
     ax.set_ylim(max(0.0, lo - 5), 100)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1), frameon=False)
     ax.set_title(title)
     fig.tight_layout()
     return _save(fig, path)
