@@ -96,17 +96,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 def figure(results: list[dict], path: Path) -> Path:
-    """Objective against step, one panel per pair and k, one line per label distance."""
-    panels = list(dict.fromkeys((r["pair"], r["k"]) for r in results))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
-    for ax, (pair, k) in zip(axes[0], panels):
+    """Objective against step: one row of panels per pair, one panel per k, one line per label distance."""
+    pairs, ks = list(dict.fromkeys(r["pair"] for r in results)), sorted({r["k"] for r in results})
+    fig, axes = plt.subplots(len(pairs), len(ks), figsize=(3.6 * len(ks), 2.8 * len(pairs)), squeeze=False)
+    for (i, pair), (j, k) in ((a, b) for a in enumerate(pairs) for b in enumerate(ks)):
+        ax = axes[i][j]
         for r in (r for r in results if (r["pair"], r["k"]) == (pair, k)):
             ax.semilogy(r["steps"], r["objective"], label=f"{r['label_distance']} (seed {r['seed']})")
         ax.set(title=f"{pair}, {k}-shot", xlabel="flow step", ylabel="OTDD objective")
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 

@@ -192,3 +192,16 @@ def test_the_paper_protocol_is_a_yaml_file_and_command_line_options_win(tmp_path
         runner.parse(["--protocol", "nowhere.yaml"])
     with pytest.raises(ValueError, match="k must be >= 2"):
         runner.parse(["--shots", "1"])
+
+
+def test_schedule_study_reports_the_objective_curve_and_where_particles_land(tmp_path: Path) -> None:
+    require_data("usps_h5/train.npz", "MNIST/raw")
+    runs = load_script("transfer_schedule").main(["--shots", "2", "--steps", "4", "--report", "2", "--threads", "1",
+                                                  "--out", str(tmp_path)])
+    assert [r["label_distance"] for r in runs] == ["diagonal", "full"]
+    for r in runs:
+        assert r["steps"] == [0, 1, 2, 3] and r["objective"][-1] < r["objective"][0]
+        fall = (r["objective"][0] - r["objective"][2]) / (r["objective"][0] - r["objective"][-1])
+        assert r["fraction_of_fall"] == {2: pytest.approx(fall)}
+        assert r["landing"]["nearest"] < r["start"]["nearest"]
+    assert (tmp_path / "objective.png").is_file()
