@@ -310,6 +310,14 @@ def summarise(results: list[dict], settings: list[str]) -> list[dict]:
     return rows
 
 
+def pivot_table(rows: list[dict]) -> str:
+    """One pair's rows as a Markdown table: a line per setting (with its comparison), a column per k."""
+    ks = sorted({r["k"] for r in rows})
+    cell = {(r["setting"], r["k"]): f"{r['mean']:.2f} ± {r['std']:.2f}" for r in rows}
+    body = [[s, COMPARISON[s], *[cell.get((s, k), "-") for k in ks]] for s in dict.fromkeys(r["setting"] for r in rows)]
+    return common.markdown_table(["setting", "comparison", *[f"{k}-shot" for k in ks]], body)
+
+
 def landing_rows(results: list[dict]) -> list[list]:
     """Per pair and k, means over seeds of where z0 and zT sit relative to the k-shot target."""
     rows = []
@@ -347,9 +355,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     figures(rows, Path(args.out), args.settings)
     seconds = time.perf_counter() - t0
     common.write_results(args.out, {"args": vars(args), "seconds": round(seconds, 1), "runs": results, "rows": rows})
-    print(common.markdown_table(["pair", "k", "setting", "comparison", "accuracy mean (%)", "std", "seeds"],
-                                [[r["pair"], r["k"], r["setting"], r["comparison"], f"{r['mean']:.2f}", f"{r['std']:.2f}",
-                                  r["seeds"]] for r in rows]))
+    for pair in dict.fromkeys(r["pair"] for r in rows):
+        mine = [r for r in rows if r["pair"] == pair]
+        seeds = "/".join(str(n) for n in sorted({r["seeds"] for r in mine}))
+        print(f"\n{pair}: target test accuracy (%), mean ± std over {seeds} seeds\n{pivot_table(mine)}")
     landing = landing_rows(results)
     if landing:
         print(common.markdown_table(["pair", "k", "distance to nearest target: z0 -> zT", "target spacing",

@@ -99,7 +99,7 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0")
     assert [r["setting"] for r in rows] == list(runner.SETTINGS) and all(r["seeds"] == 1 and r["pair"] == "usps->mnist" for r in rows)
     printed = capsys.readouterr().out
-    assert "| usps->mnist | 5 | + z1..T |" in printed and "held-out MSE of xT" in printed
+    assert "| + z1..T | equal epochs (paper) | " in printed and "held-out MSE of xT" in printed
     (run,) = json.loads((out / "results.json").read_text())["runs"]
     task = out / "usps-mnist-k5-s0"
     # the flow moved the particles closer to the target: its objective (the OTDD to the 50 target digits) fell
@@ -120,7 +120,8 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     assert accuracy(net, test.x, test.y) == run["acc"]["+ zT"]
     assert "map_mse" in run and (task / "flow_map/fig9.png").is_file() and (out / "adaptation.png").is_file()
     assert 0 < run["landing"]["nearest"] < run["landing_z0"]["nearest"] and 0 < run["landing"]["covered"] <= 1
-    assert "| usps->mnist | 5 | fine-tune | model adaptation, same labeled data (paper Fig. 4) |" in printed
+    assert "| fine-tune | model adaptation, same labeled data (paper Fig. 4) | " in printed
+    assert "usps->mnist: target test accuracy (%), mean ± std over 1 seeds\n| setting | comparison | 5-shot |" in printed
     assert "| usps->mnist | 5 | " in printed.split("off-class: z0 -> zT")[1]  # the landing table
     # the controls repeat the 50 targets to as many samples as target + zT (100 more) and target + z1..T (z3, z6: 200 more)
     assert (task / "lenet/target_repeated/config.yaml").read_text().count("target.npz") == 3
