@@ -206,7 +206,7 @@ def flow_figures(traj: dict, y: torch.Tensor, target: LabeledData, out: Path, ti
     keep = torch.randperm(y.shape[0], generator=gen)[:paths].numpy()
     frames = [(int(s), x[keep].reshape(keep.size, -1)) for s, x in zip(traj["steps"], traj["x"])]
     trajectory_figure(frames, y[keep].numpy(), (target.flat().numpy(), target.y.numpy()), out / "trajectories.png",
-                      title=f"{title}: particle paths (principal plane; k-shot target: crosses)")
+                      title=f"{title}\nparticle paths (principal plane; k-shot target: crosses)")
 
 
 def train(files: list[Path], seed: int, run: Path, args, finetune_from: Path | None = None):
