@@ -40,6 +40,9 @@ fine-tuning against + z1..T per pair and k) and per task ``flow_map/fig9.png`` (
 ``figures/flow_grid.png`` (Fig. 5 style: the same particles along the flow) and ``figures/trajectories.png``
 (Fig. 3: the particles' paths between the datasets).
 
+``--combine DIR [DIR ...]`` runs nothing: it puts the tables and figures of finished sweeps (one per pair, say)
+together into ``--out``.
+
 Overrides per kind of run, as KEY=VALUE: ``--flow-args trainer.max_steps=30 recorder.every_n_steps=10``,
 ``--lenet-args trainer.max_epochs=8`` (every LeNet-5), ``--finetune-args`` (the fine-tuning stage),
 ``--map-args trainer.max_epochs=8``.
@@ -99,6 +102,8 @@ def parse(argv: list[str] | None):
     p.add_argument("--n-test", type=int, default=None, help="target test samples scored (default: the whole test split)")
     p.add_argument("--map-restarts", type=int, default=10, help="flow-map restarts (appendix C: 10)")
     p.add_argument("--config", nargs="+", default=FLOW, help="flow configs (default: %(default)s)")
+    p.add_argument("--combine", nargs="+", default=None, metavar="DIR",
+                   help="no runs: the tables and figures of finished sweeps (their results.json) together, into --out")
     for kind in ("flow", "lenet", "finetune", "map"):
         p.add_argument(f"--{kind}-args", nargs="*", default=[], metavar="KEY=VALUE", help=f"overrides of the {kind} runs")
     common.protocol_defaults(p, argv)
@@ -330,31 +335,25 @@ def landing_rows(results: list[dict]) -> list[list]:
     return rows
 
 
-def figures(rows: list[dict], out: Path, settings: list[str]) -> None:
+def figures(rows: list[dict], out: Path) -> None:
     for pair in dict.fromkeys(r["pair"] for r in rows):
         transfer_figure([r for r in rows if r["pair"] == pair], out / f"transfer_{pair.replace('->', '_')}.png",
                         title=f"{pair}: target test accuracy, mean and std over seeds (hatched: step-matched controls)",
                         hatched=tuple(s for s, c in COMPARISON.items() if c.startswith("control")))
-    points = [{"label": f"{r['pair']} {r['k']}", "finetune": r["mean"],
-               "flow": next(q["mean"] for q in rows if q["pair"] == r["pair"] and q["k"] == r["k"] and q["setting"] == "+ z1..T")}
-              for r in rows if r["setting"] == "fine-tune" and "+ z1..T" in settings]
+    mean = {(r["pair"], r["k"], r["setting"]): r["mean"] for r in rows}
+    points = []
+    for pair, k in dict.fromkeys((r["pair"], r["k"]) for r in rows):
+        if (pair, k, "fine-tune") in mean and (pair, k, "+ z1..T") in mean:
+            point = {"label": f"{pair} {k}", "finetune": mean[pair, k, "fine-tune"], "flow": mean[pair, k, "+ z1..T"]}
+            if (pair, k, REPEATED_T) in mean:
+                point["control"] = mean[pair, k, REPEATED_T]
+            points.append(point)
     if points:
         adaptation_figure(points, out / "adaptation.png")
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    args = parse(argv)
-    common.set_threads(args.threads)
-    tasks = [(*p.split(":"), k, seed) for p in args.pairs for k in args.shots for seed in args.seeds]
-    progress, results, t0 = common.Progress(len(tasks)), [], time.perf_counter()
-    for src, tgt, k, seed in tasks:
-        t1 = time.perf_counter()
-        results.append(one_task(src, tgt, k, seed, args))
-        print(f"{src}->{tgt} k={k} seed={seed} done (task {progress.step(time.perf_counter() - t1)})", flush=True)
-    rows = summarise(results, args.settings)
-    figures(rows, Path(args.out), args.settings)
-    seconds = time.perf_counter() - t0
-    common.write_results(args.out, {"args": vars(args), "seconds": round(seconds, 1), "runs": results, "rows": rows})
+def report(rows: list[dict], results: list[dict]) -> None:
+    """Print the accuracy table of each pair, the landing table and the flow maps' errors."""
     for pair in dict.fromkeys(r["pair"] for r in rows):
         mine = [r for r in rows if r["pair"] == pair]
         seeds = "/".join(str(n) for n in sorted({r["seeds"] for r in mine}))
@@ -368,6 +367,39 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if mse:
             print(f"{pair} flow map, held-out MSE of xT per pixel: h(x0) {statistics.fmean(m for m, _ in mse):.5f}, "
                   f"x0 itself {statistics.fmean(i for _, i in mse):.5f} (mean over {len(mse)} flows)")
+
+
+def combine(folders: list[str], out: Path) -> list[dict]:
+    """Tables and figures of finished sweeps together (their ``results.json``), written to ``out``."""
+    rows, results = [], []
+    for folder in folders:
+        path = Path(folder) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"--combine: no results.json in {folder} (run the sweep there first)")
+        done = json.loads(path.read_text())
+        rows, results = rows + done["rows"], results + done["runs"]
+    figures(rows, out)
+    common.write_results(out, {"combined": folders, "runs": results, "rows": rows})
+    report(rows, results)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse(argv)
+    if args.combine:
+        return combine(args.combine, Path(args.out))
+    common.set_threads(args.threads)
+    tasks = [(*p.split(":"), k, seed) for p in args.pairs for k in args.shots for seed in args.seeds]
+    progress, results, t0 = common.Progress(len(tasks)), [], time.perf_counter()
+    for src, tgt, k, seed in tasks:
+        t1 = time.perf_counter()
+        results.append(one_task(src, tgt, k, seed, args))
+        print(f"{src}->{tgt} k={k} seed={seed} done (task {progress.step(time.perf_counter() - t1)})", flush=True)
+    rows = summarise(results, args.settings)
+    figures(rows, Path(args.out))
+    seconds = time.perf_counter() - t0
+    common.write_results(args.out, {"args": vars(args), "seconds": round(seconds, 1), "runs": results, "rows": rows})
+    report(rows, results)
     print(f"total {seconds:.0f} s", flush=True)
     return rows
 

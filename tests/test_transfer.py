@@ -121,6 +121,11 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     assert "map_mse" in run and (task / "flow_map/fig9.png").is_file() and (out / "adaptation.png").is_file()
     assert 0 < run["landing"]["nearest"] < run["landing_z0"]["nearest"] and 0 < run["landing"]["covered"] <= 1
     assert "| fine-tune | model adaptation, same labeled data (paper Fig. 4) | " in printed
+    both = runner.main(["--combine", str(out), str(out), "--out", str(tmp_path / "both")])  # two sweeps' results together
+    assert len(both) == 2 * len(rows) and (tmp_path / "both/transfer_usps_mnist.png").is_file()
+    assert (tmp_path / "both/adaptation.png").is_file() and "off-class: z0 -> zT" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="no results.json in"):
+        runner.main(["--combine", str(tmp_path), "--out", str(tmp_path / "none")])
     assert "usps->mnist: target test accuracy (%), mean ± std over 1 seeds\n| setting | comparison | 5-shot |" in printed
     assert "| usps->mnist | 5 | " in printed.split("off-class: z0 -> zT")[1]  # the landing table
     # the controls repeat the 50 targets to as many samples as target + zT (100 more) and target + z1..T (z3, z6: 200 more)

@@ -70,19 +70,26 @@ def adaptation_figure(points: list[dict], path: str | Path) -> Path:
     """Fig. 4: data adaptation (flow trajectories) against model adaptation (fine-tuning), one point per task.
 
     Args:
-        points: records with keys ``label`` (e.g. "U->M 100"), ``finetune`` and ``flow`` (accuracy in %).
+        points: records with keys ``label`` (e.g. "U->M 100"), ``finetune`` and ``flow`` (accuracy in %), and
+            optionally ``control`` (the step-matched control's accuracy, drawn as a cross above the same x).
     """
     if not points:
         raise ValueError("adaptation_figure: no points")
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig, ax = plt.subplots(figsize=(4.6, 4.4))
     xs, ys = [p["finetune"] for p in points], [p["flow"] for p in points]
-    ax.scatter(xs, ys)
+    ax.scatter(xs, ys, label="+ z1..T (data adaptation)")
+    controls = [p for p in points if "control" in p]
+    if controls:
+        ax.scatter([p["finetune"] for p in controls], [p["control"] for p in controls], marker="x", color="k",
+                   label="target repeated, steps of + z1..T")
+        ys = ys + [p["control"] for p in controls]
     for p in points:
         ax.annotate(p["label"], (p["finetune"], p["flow"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     lo, hi = min(xs + ys) - 2, min(100.0, max(xs + ys) + 2)
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xlabel("model adaptation: fine-tuning (%)")
-    ax.set_ylabel("data adaptation: + flow trajectory (%)")
+    ax.set_ylabel("data adaptation (%)")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return _save(fig, path)
 
