@@ -51,6 +51,7 @@ Overrides per kind of run, as KEY=VALUE: ``--flow-args trainer.max_steps=30 reco
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import statistics
 import sys
@@ -329,9 +330,10 @@ def landing_rows(results: list[dict]) -> list[list]:
     for pk in dict.fromkeys((r["pair"], r["k"]) for r in results if "landing" in r):
         runs = [r for r in results if (r["pair"], r["k"]) == pk and "landing" in r]
         mean = lambda which, key: statistics.fmean(r[which][key] for r in runs)  # noqa: E731
+        off = mean("landing", "off_class")  # NaN where particles take the label of where they land
         rows.append([*pk, f"{mean('landing_z0', 'nearest'):.2f} -> {mean('landing', 'nearest'):.2f}",
                      f"{mean('landing', 'spacing'):.2f}", f"{mean('landing', 'covered'):.2f}",
-                     f"{mean('landing_z0', 'off_class'):.3f} -> {mean('landing', 'off_class'):.3f}"])
+                     "- (labels from landing)" if math.isnan(off) else f"{mean('landing_z0', 'off_class'):.3f} -> {off:.3f}"])
     return rows
 
 

@@ -3,7 +3,7 @@ where the particles land, judged on the k-shot target only (the labeled data a k
 test split the transfer runner scores.
 
     DSFLOW_DATA=../shared/data python benchmarks/transfer_schedule.py --pairs usps:mnist fmnist:mnist --shots 5 100 \
-        --steps 120 --label-distances diagonal full
+        --steps 120 --label-distances diagonal full [--flow-args model.init_args.terms.init_args.lambda_y=20]
 
 For each pair, k and label distance, one flow of ``configs/flow/transfer/flow.yaml`` (the transfer runner's
 datasets and seeds, :func:`transfer.flow_overrides`) runs ``--steps`` steps with a CSV logger. The table gives
@@ -41,6 +41,7 @@ def parse(argv: list[str] | None):
     p.add_argument("--steps", type=int, default=120, help="flow steps (default: %(default)s)")
     p.add_argument("--report", nargs="+", type=int, default=[20, 40, 60, 80], help="steps reported in the table")
     p.add_argument("--label-distances", nargs="+", default=["diagonal", "full"], choices=LABEL_DISTANCES)
+    p.add_argument("--flow-args", nargs="*", default=[], metavar="KEY=VALUE", help="overrides of the flows")
     return p.parse_args(argv)
 
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         over = [*transfer.flow_overrides(src, tgt, k, seed), "--trainer.max_steps", str(args.steps),
                 "--model.init_args.terms.init_args.label_distance", LABEL_DISTANCES[dist],
                 "--recorder.every_n_steps", "0", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-                "--trainer.logger.init_args.save_dir", str(run / "logs")]
+                "--trainer.logger.init_args.save_dir", str(run / "logs"), *common.overrides(args.flow_args, "--flow-args")]
         cli = common.run_flow(transfer.FLOW, over, run)
         seconds = time.perf_counter() - t0
         steps, obj = objective_curve(run)
