@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -161,7 +162,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
     """
     flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.ot.denormals
     quiet_third_party()
-    return FlowCLI(
+    cli = FlowCLI(
         FlowModule,
         FlowDataModule,
         subclass_mode_model=True,
@@ -173,6 +174,16 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
         args=args,
         run=run,
     )
+    end_process_group()
+    return cli
+
+
+def end_process_group() -> None:
+    """Destroy the torch.distributed process group a DDP run left behind (Lightning leaves it open). Without it
+    a gloo worker process may abort at exit ("terminate called without an active exception") after a finished
+    run, which fails the launch."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class TrainCLI(RunCLI):
