@@ -98,6 +98,7 @@ class RunCLI(LightningCLI):
                 logger.experiment.finish()
         if self.trainer.is_global_zero:
             print(run_summary(self.run_dir, self.trainer), flush=True)
+        end_process_group()
 
 
 class FlowCLI(RunCLI):
@@ -162,7 +163,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
     """
     flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.ot.denormals
     quiet_third_party()
-    cli = FlowCLI(
+    return FlowCLI(
         FlowModule,
         FlowDataModule,
         subclass_mode_model=True,
@@ -174,14 +175,12 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
         args=args,
         run=run,
     )
-    end_process_group()
-    return cli
 
 
 def end_process_group() -> None:
-    """Destroy the torch.distributed process group a DDP run left behind (Lightning leaves it open). Without it
-    a gloo worker process may abort at exit ("terminate called without an active exception") after a finished
-    run, which fails the launch."""
+    """Destroy the torch.distributed process group a finished DDP fit left behind (Lightning leaves it open;
+    :meth:`RunCLI.after_fit` calls this for flows and training alike). Without it a gloo worker process may abort
+    at exit ("terminate called without an active exception") after a finished run, which fails the launch."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
