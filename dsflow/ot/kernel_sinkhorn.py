@@ -25,14 +25,15 @@ Everything runs without autograd.
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+import dataclasses
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from dsflow.ot.blocks import Extrapolation, GroundCost
 from dsflow.ot.log_sinkhorn import marginal_error
+from dsflow.ot.stopping import Absorption, State, sweep_until
 
 __all__ = ["kernel_cross", "kernel_self"]
 
@@ -59,91 +60,76 @@ def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
     return torch.zeros_like(cost.table).index_add_(0, cost.ia, by_col, alpha=cost.lambda_y)
 
 
-def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...], absorb: Callable[[], None],
-             max_iter: int, check_every: int, tol: float) -> tuple[int, bool]:
-    """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times;
-    returns the number of updates and whether the tolerance was met.
+@dataclass
+class _Kernel:
+    """The stabilised kernel E = exp((f0 + g0 - C) / eps) of a stored cost and the potentials it absorbed
+    (f0 (n,), g0 (m,); g0 is f0 for a self problem): the potentials are f0 + eps log u, g0 + eps log v."""
 
-    At each check the scalings are absorbed if large; if they overflowed, the iterations since the last check
-    are undone and the kernel is rebuilt from the last good potentials before going on. If ``state["omega"]``
-    (over-relaxation) exceeds 1 and the change did not shrink since the previous check, the iterations since
-    then are undone and omega drops to 1. With ``check_every > max_iter`` it runs exactly ``max_iter`` updates
-    and reads nothing back to the host (the scalings must then stay within float range on their own: a warm
-    start a few sweeps from convergence).
-    """
-    saved, last = dict(state), math.inf
-    if check_every > max_iter:  # fixed sweeps: no check, hence no host synchronisation (and no absorption)
-        for _ in range(max_iter):
-            update()
-        return max_iter, False
-    for it in range(1, max_iter + 1):
-        change = update()
-        if it % check_every and it < max_iter:
-            continue
-        big = torch.stack([state[k].abs().max() for k in scalings]).max()
-        change, big = torch.stack([change, big]).tolist()
-        if state.get("omega", 1.0) > 1.0 and not (change < last):  # over-relaxation diverging: undo, go plain
-            state.update(saved)
-            state["omega"] = 1.0
-            continue
-        if not math.isfinite(big):
-            state.update(saved)
-        if not math.isfinite(big) or big > _ABSORB:
-            absorb()
-            last = math.inf
-        elif change <= tol:
-            return it, True
-        else:
-            last = change
-        saved = dict(state)
-    return max_iter, False
+    c: Tensor
+    eps: float
+    f0: Tensor
+    g0: Tensor
+    e: Tensor = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.e = _kernel(self.c, self.f0, self.g0, self.eps)
+
+    def absorb(self, lu: Tensor, lv: Tensor) -> None:
+        """Move the scalings exp(lu), exp(lv) into f0, g0 and rebuild E (an (n, m) exponential)."""
+        self.f0, self.g0 = self.f0 + self.eps * lu, self.g0 + self.eps * lv
+        self.e = _kernel(self.c, self.f0, self.g0, self.eps)
+
+
+def _largest(state: State) -> Tensor:
+    return torch.stack([t.abs().max() for t in state]).max()
 
 
 def kernel_cross(
     cost: GroundCost, a: Tensor, b: Tensor, f: Tensor, g: Tensor, eps: float, max_iter: int, check_every: int,
     tol: float, want_grad: bool, want_table_grad: bool, omega: float = 1.0, marginal_tol: float | None = None,
+    hint: int = 0,
 ) -> tuple[Tensor, Tensor, Extrapolation, int, bool]:
     """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost, over-relaxed by ``omega`` in
     [1, 2) (guarded, see the module docstring), until no potential moves by more than ``tol * eps`` in an
     iteration or, with ``marginal_tol``, until the plan's column marginal is within it in L1
-    (:func:`~dsflow.ot.log_sinkhorn.marginal_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
+    (:func:`~dsflow.ot.log_sinkhorn.marginal_error`), checked on the device (:func:`~dsflow.ot.stopping.sweep_until`,
+    ``hint``: the sweeps of the previous solve); returns f, g, the extrapolation (row f_ba, column g_ab,
     gradient in x, table gradient), the number of iterations and whether the tolerance was met."""
     if not 1.0 <= omega < 2.0:
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")
-    assert cost.full is not None
+    if cost.full is None:
+        raise ValueError("kernel_cross: needs a stored cost (GroundCost.full)")
     c = cost.full
-    f = _row_start(c, b.log() + g / eps, eps)  # rows of E diag(b) peak at 1: none underflows
-    state = {"f0": f, "g0": g, "e": _kernel(c, f, g, eps), "lu": torch.zeros_like(f), "lv": torch.zeros_like(g),
-             "omega": omega}
+    k = _Kernel(c, eps, _row_start(c, b.log() + g / eps, eps), g)  # rows of E diag(b) peak at 1: none underflows
 
-    def absorb() -> None:
-        state["f0"], state["g0"] = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
-        state["e"] = _kernel(c, state["f0"], state["g0"], eps)
-        state["lu"], state["lv"] = torch.zeros_like(f), torch.zeros_like(g)
-
-    def update() -> Tensor:
-        e, w = state["e"], state["omega"]
-        exact = -torch.log(e @ (b * state["lv"].exp()))  # (n,) the rows' Sinkhorn scaling
-        lu = exact if w == 1.0 else torch.lerp(state["lu"], exact, w)  # lu + w (lu_new - lu)
-        lv = -torch.log(e.T @ (a * lu.exp()))  # (m,)
+    def step(state: State, w: Tensor | None) -> tuple[State, Tensor]:
+        lu_old, lv_old = state
+        exact = -torch.log(k.e @ (b * lv_old.exp()))  # (n,) the rows' Sinkhorn scaling
+        lu = exact if w is None else torch.lerp(lu_old, exact, w)  # lu + w (lu_new - lu)
+        lv = -torch.log(k.e.T @ (a * lu.exp()))  # (m,)
         if marginal_tol is None:
-            change = (lu - state["lu"]).abs().max() * eps
+            change = (lu - lu_old).abs().max() * eps
         else:  # L1 marginal errors of the plan (u, v_old): rows a_i u_i / u_exact_i, columns b_j v_old_j / v_j
-            change = marginal_error(b, state["lv"] - lv)
-            if w != 1.0:
+            change = marginal_error(b, lv_old - lv)
+            if w is not None:
                 change = change + marginal_error(a, lu - exact)
-        if w != 1.0:
-            lv = torch.lerp(state["lv"], lv, w)
-        state["lu"], state["lv"] = lu, lv
-        return change
+        if w is not None:
+            lv = torch.lerp(lv_old, lv, w)
+        return (lu, lv), change
+
+    def absorb(state: State) -> State:
+        k.absorb(*state)
+        return torch.zeros_like(state[0]), torch.zeros_like(state[1])
 
     threshold = tol * eps if marginal_tol is None else marginal_tol
-    iters, converged = _iterate(update, state, ("lu", "lv"), absorb, max_iter, check_every, threshold)
-    e, bv = state["e"], b * state["lv"].exp()  # (m,)
-    f, g = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
+    run = sweep_until(step, (torch.zeros_like(k.f0), torch.zeros_like(g)), threshold, max_iter, check_every, hint,
+                      omega, Absorption(_largest, absorb, _ABSORB))
+    (lu, lv), e = run.state, k.e
+    bv = b * lv.exp()  # (m,)
+    f, g = k.f0 + eps * lu, k.g0 + eps * lv
     su = e @ bv  # (n,): f_ba = softmin(C, g) = f0 - eps log su
-    row = state["f0"] - eps * su.log()
-    col = state["g0"] - eps * (e.T @ (a * state["lu"].exp())).log()  # g_ab = softmin(C^T, f)
+    row = k.f0 - eps * su.log()
+    col = k.g0 - eps * (e.T @ (a * lu.exp())).log()  # g_ab = softmin(C^T, f)
     grad = table_grad = None
     if want_grad or want_table_grad:
         w = a / su  # (n,) pi_ij = w_i E_ij (b v)_j, rows summing to a
@@ -151,36 +137,36 @@ def kernel_cross(
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (bv[:, None] * cost.y)))
         if want_table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * bv[None, :])
-    return f, g, Extrapolation(row, col, grad, table_grad), iters, converged
+    return f, g, Extrapolation(row, col, grad, table_grad), run.iterations, run.converged
 
 
 def kernel_self(
     cost: GroundCost, a: Tensor, p: Tensor, eps: float, max_iter: int, check_every: int, tol: float,
-    want_grad: bool, want_table_grad: bool,
+    want_grad: bool, want_table_grad: bool, hint: int = 0,
 ) -> tuple[Tensor, Extrapolation, int, bool]:
     """Symmetric Sinkhorn p <- (p + softmin(C, p)) / 2 on OT(a, a) from p (n,), stored (n, n) cost."""
-    assert cost.full is not None
+    if cost.full is None:
+        raise ValueError("kernel_self: needs a stored cost (GroundCost.full)")
     c = cost.full
     p = 0.5 * (p + _row_start(c, a.log() + p / eps, eps))
-    state = {"p0": p, "e": _kernel(c, p, p, eps), "lw": torch.zeros_like(p)}
+    k = _Kernel(c, eps, p, p)
 
-    def absorb() -> None:
-        state["p0"] = state["p0"] + eps * state["lw"]
-        state["e"] = _kernel(c, state["p0"], state["p0"], eps)
-        state["lw"] = torch.zeros_like(p)
+    def step(state: State, w: Tensor | None) -> tuple[State, Tensor]:
+        (lw,) = state
+        new = 0.5 * (lw - torch.log(k.e @ (a * lw.exp())))  # log of (w / (E (a w)))^(1/2)
+        return (new,), (new - lw).abs().max() * eps
 
-    def update() -> Tensor:
-        lw = state["lw"]
-        new = 0.5 * (lw - torch.log(state["e"] @ (a * lw.exp())))  # log of (w / (E (a w)))^(1/2)
-        change = (new - lw).abs().max() * eps
-        state["lw"] = new
-        return change
+    def absorb(state: State) -> State:
+        k.absorb(state[0], state[0])
+        return (torch.zeros_like(state[0]),)
 
-    iters, converged = _iterate(update, state, ("lw",), absorb, max_iter, check_every, tol * eps)
-    e, aw = state["e"], a * state["lw"].exp()  # (n,)
-    p = state["p0"] + eps * state["lw"]
+    run = sweep_until(step, (torch.zeros_like(p),), tol * eps, max_iter, check_every, hint, 1.0,
+                      Absorption(_largest, absorb, _ABSORB))
+    ((lw,), e) = run.state, k.e
+    aw = a * lw.exp()  # (n,)
+    p = k.f0 + eps * lw
     su = e @ aw  # (n,)
-    row = state["p0"] - eps * su.log()  # f_aa = softmin(C, p)
+    row = k.f0 - eps * su.log()  # f_aa = softmin(C, p)
     grad = table_grad = None
     if want_grad or want_table_grad:
         w = a / su  # pi_ik = w_i E_ik (a w)_k
@@ -188,4 +174,4 @@ def kernel_self(
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (aw[:, None] * cost.x)))
         if want_table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * aw[None, :])
-    return p, Extrapolation(row, None, grad, table_grad), iters, converged
+    return p, Extrapolation(row, None, grad, table_grad), run.iterations, run.converged

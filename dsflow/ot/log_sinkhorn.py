@@ -22,6 +22,7 @@ from torch import Tensor
 from dsflow.ot.blocks import GroundCost, sweep_cross, sweep_self
 from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
+from dsflow.ot.stopping import State, sweep_until
 
 __all__ = [
     "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "marginal_error", "anneal", "iterate", "solve", "cold_schedule",
@@ -49,6 +50,8 @@ class SweepLimits(NamedTuple):
 class Problem(Protocol):
     """A Sinkhorn problem stepped one sweep at a time (:class:`CrossProblem`, :class:`SelfProblem`)."""
 
+    potentials: tuple[Tensor, ...]  # the problem's potentials, read and replaced by iterate()
+
     def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
         """One sweep at ``eps``; the largest potential change when ``measure`` (else None)."""
 
@@ -62,6 +65,15 @@ class CrossProblem:
     def __init__(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor) -> None:
         self.cost, self.a_log, self.b_log = cost, a_log, b_log
         self.f, self.g = torch.zeros_like(a_log), g
+
+    @property
+    def potentials(self) -> tuple[Tensor, ...]:
+        """(f, g)."""
+        return self.f, self.g
+
+    @potentials.setter
+    def potentials(self, fg: tuple[Tensor, ...]) -> None:
+        self.f, self.g = fg
 
     def sweep(self, eps: float, measure: bool = True, marginal: bool = False) -> Tensor | None:
         """One Sinkhorn iteration at ``eps``; returns max |f_new - f| when ``measure``, or with ``marginal`` the
@@ -84,6 +96,15 @@ class SelfProblem:
     def __init__(self, cost: GroundCost, a_log: Tensor, p: Tensor) -> None:
         self.cost, self.a_log, self.p = cost, a_log, p
 
+    @property
+    def potentials(self) -> tuple[Tensor, ...]:
+        """(p,)."""
+        return (self.p,)
+
+    @potentials.setter
+    def potentials(self, p: tuple[Tensor, ...]) -> None:
+        (self.p,) = p
+
     def sweep(self, eps: float, measure: bool = True) -> Tensor | None:
         """One averaged iteration at ``eps``; returns max |p_new - p| when ``measure``."""
         new = 0.5 * (self.p + sweep_self(self.cost, self.a_log, self.p, eps))
@@ -104,17 +125,25 @@ def anneal(problem: Problem, schedule: list[float]) -> None:
         problem.sweep(eps, measure=False)
 
 
-def iterate(problem: Problem, eps: float, limits: SweepLimits) -> tuple[int, bool]:
+def iterate(problem: Problem, eps: float, limits: SweepLimits, hint: int = 0) -> tuple[int, bool]:
     """Sweep at ``eps`` until the potentials move by at most ``tol * eps`` (or, for a cross problem with
-    ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every`` sweeps, or
-    ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
+    ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every`` sweeps on
+    the device and read by the host a few times (:func:`~dsflow.ot.stopping.sweep_until`; ``hint``: the sweeps
+    of the previous solve), or ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
     marginal = limits.marginal_tol is not None and isinstance(problem, CrossProblem)
-    threshold = limits.marginal_tol if marginal else limits.tol * eps
-    for it in range(1, limits.max_iter + 1):
-        change = problem.sweep(eps, marginal=True) if marginal else problem.sweep(eps)
-        if it % limits.check_every == 0 and float(change) <= threshold:
-            return it, True
-    return limits.max_iter, False
+    threshold = limits.marginal_tol if marginal and limits.marginal_tol is not None else limits.tol * eps
+
+    def step(state: State, omega: Tensor | None) -> tuple[State, Tensor]:
+        problem.potentials = state
+        change = problem.sweep(eps, marginal=True) if isinstance(problem, CrossProblem) and marginal \
+            else problem.sweep(eps)
+        if change is None:
+            raise RuntimeError("iterate: a measured sweep returned no change")
+        return problem.potentials, change
+
+    run = sweep_until(step, problem.potentials, threshold, limits.max_iter, limits.check_every, hint)
+    problem.potentials = run.state
+    return run.iterations, run.converged
 
 
 def solve(problem: Problem, schedule: list[float], limits: SweepLimits) -> tuple[int, bool]:

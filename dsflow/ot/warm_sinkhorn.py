@@ -20,6 +20,7 @@ It returns the dense :class:`~dsflow.ot.geomloss_solver.GeomlossSolver`'s value 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -43,6 +44,15 @@ class SinkhornCapWarning(RuntimeWarning):
     """A Sinkhorn solve stopped at ``max_iter`` sweeps short of its tolerance: the flow's velocity is approximate."""
 
 _Want = tuple[bool, bool, bool]  # gradients wanted in x, ss, sr
+
+
+@dataclass
+class _Hints:
+    """Sweeps the last cross and self solves took at the target epsilon: where the next solve's host first
+    reads its stopping rule (:func:`~dsflow.ot.stopping.sweep_until`)."""
+
+    cross: int = 0
+    own: int = 0
 
 
 class WarmSinkhorn(OuterSolver):
@@ -110,6 +120,7 @@ class WarmSinkhorn(OuterSolver):
         """Forget the warm-start potentials and the cached reference term."""
         self._state: WarmState | None = None  # live, or restored from a checkpoint (device None) until used
         self._reference: tuple[tuple, Tensor] | None = None  # (problem key, <b, g_bb>)
+        self._hints = _Hints()
 
     def shared_products(self) -> SharedProducts:
         """Products up to ``dense_limit`` entries: the stored costs take them from the label tables."""
@@ -172,14 +183,17 @@ class WarmSinkhorn(OuterSolver):
         problem = CrossProblem(cost, a_log, b_log, g)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
+            iters, converged = iterate(problem, eps, self.limits, self._hints.cross)
+            self._record(iters, converged)
+            self._hints.cross = iters
             ext = extrapolate(cost, a_log, b_log + problem.g / eps, eps, h_rows=a_log + problem.f / eps,
                               want_grad=want[0], want_table_grad=want[2])
             return problem.f, problem.g, ext
         f, g, ext, iters, converged = kernel_cross(
             cost, a_log.exp(), b_log.exp(), problem.f, problem.g, eps, self.max_iter, self.check_every, self.tol,
-            want[0], want[2], self.overrelax, self.marginal_tol)
+            want[0], want[2], self.overrelax, self.marginal_tol, self._hints.cross)
         self._record(iters, converged)
+        self._hints.cross = iters
         self.last_cross_iterations = iters
         return f, g, ext
 
@@ -189,12 +203,16 @@ class WarmSinkhorn(OuterSolver):
         problem = SelfProblem(cost, a_log, p)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
+            iters, converged = iterate(problem, eps, self.limits, self._hints.own)
+            self._record(iters, converged)
+            self._hints.own = iters
             return problem.p, extrapolate(cost, a_log, a_log + problem.p / eps, eps, want_grad=want[0],
                                           want_table_grad=want[1])
         p, ext, iters, converged = kernel_self(
-            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
+            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1],
+            self._hints.own)
         self._record(iters, converged)
+        self._hints.own = iters
         return p, ext
 
     # ------------------------------------------------------------------ the divergence

@@ -89,14 +89,20 @@ class WarmState:
 
 def host_later(t: Tensor) -> Callable[[], list[float]]:
     """A reader of the small device tensor t that does not stall the device: on CUDA, t is copied to pinned host
-    memory behind the work already queued, and the reader waits for that copy alone (by the next flow step, long
-    done) instead of for everything queued since; elsewhere it reads t."""
+    memory behind the work already queued on t's own device and stream, and the reader waits for that copy alone
+    (by the next flow step, long done) instead of for everything queued since; elsewhere it reads t.
+
+    The copy and its event are placed on t's device, not on the current one: a flow on ``cuda:1`` while
+    ``cuda:0`` is current (a module moved by hand, outside Lightning) must not read the pinned buffer before
+    ``cuda:1`` has written it."""
     if t.device.type != "cuda":
         return lambda: t.tolist()
-    host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
-    host.copy_(t, non_blocking=True)
-    done = torch.cuda.Event()
-    done.record()
+    with torch.cuda.device(t.device):
+        host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        stream = torch.cuda.current_stream(t.device)
+        host.copy_(t, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(stream)
 
     def read() -> list[float]:
         done.synchronize()
