@@ -1,4 +1,4 @@
-"""dsflow.clustering: the one k-means wrapper and the one Hungarian matching, and both of their users going through them.
+"""dsflow.clustering: the one k-means wrapper and the one Hungarian matching, and both users going through them.
 
 Users: pseudo-labels (KMeansClusterer, BalancedKMeansClusterer; hungarian_alignment for scoring) and jd-vl's
 label recovery (KMeansLabelRecovery; match_labels keeping label ids stable).
