@@ -166,7 +166,7 @@ def test_ddp_two_processes_give_the_one_process_flow_with_two_shards(tmp_path: P
 def test_ddp_jdvl_labels_agree_and_resume_on_another_device_count(tmp_path: Path) -> None:
     """jd-vl clustering broadcast from rank 0; a one-process checkpoint (2 shards) resumed on 2 processes."""
     jdvl = ["--model.init_args.dynamics", "dsflow.flows.JointDrivenVariable",
-            "--model.init_args.dynamics.clustering", "dsflow.flows.KMeansClustering",
+            "--model.init_args.dynamics.clustering", "dsflow.flows.KMeansLabelRecovery",
             "--model.init_args.dynamics.clustering.num_clusters", "2"]
     one = ["fit", "--config", CONFIG, "--trainer.logger", "false", "--model.init_args.reference_shards", "2", PROBE, *jdvl]
     flow_main(one + ["--run_dir", str(tmp_path / "one"), "--trainer.max_steps", "3"])

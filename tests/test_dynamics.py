@@ -15,11 +15,11 @@ from dsflow.data import FlowDataModule, GaussianMixture, SwissRoll
 from dsflow.data.base import LabeledData
 from dsflow.flows import (
     BallTerm,
-    DBSCANClustering,
+    DBSCANLabelRecovery,
     FlowModule,
     JointDrivenFixed,
     JointDrivenVariable,
-    KMeansClustering,
+    KMeansLabelRecovery,
     OTDDTerm,
     match_labels,
 )
@@ -86,7 +86,7 @@ def test_jdfl_needs_gaussian_label_distance() -> None:
         flow.compute_objective()
 
 
-@pytest.mark.parametrize("dynamics", [lambda: JointDrivenFixed(), lambda: JointDrivenVariable(KMeansClustering(2))])
+@pytest.mark.parametrize("dynamics", [lambda: JointDrivenFixed(), lambda: JointDrivenVariable(KMeansLabelRecovery(2))])
 @pytest.mark.parametrize("distance", [GaussianLabelDistance, DiagonalGaussianLabelDistance], ids=["full", "diag"])
 def test_label_step_does_not_depend_on_n(dynamics, distance) -> None:
     """Eq. 17's rule for label parameters: duplicating every particle leaves the first step unchanged."""
@@ -106,7 +106,7 @@ def test_label_step_does_not_depend_on_n(dynamics, distance) -> None:
 def test_jdvl_kmeans_keeps_k_labels() -> None:
     source = _mixture(SOURCE["means"], SOURCE["labels"], 15, 0)
     reference = _mixture(REFERENCE["means"], None, 15, 1)
-    flow = make_flow([OTDDTerm(eps=0.05, scaling=0.8)], source, reference, JointDrivenVariable(KMeansClustering(3)))
+    flow = make_flow([OTDDTerm(eps=0.05, scaling=0.8)], source, reference, JointDrivenVariable(KMeansLabelRecovery(3)))
     counts = []
     flow_steps(flow, 15, lr=0.1, callback=lambda m: counts.append(len(torch.unique(m.particles.y))))
     assert counts == [3] * 15
@@ -118,7 +118,7 @@ def test_jdvl_dbscan_finds_the_reference_classes() -> None:
     coincide with the reference class each particle is transported to (purity 1)."""
     source = _mixture(SOURCE["means"], SOURCE["labels"], 15, 0)
     reference = _mixture(REFERENCE["means"], None, 15, 1)
-    dyn = JointDrivenVariable(DBSCANClustering(eps=1.0, min_samples=4), cluster_every=5)
+    dyn = JointDrivenVariable(DBSCANLabelRecovery(radius=1.0, min_samples=4), cluster_every=5)
     flow = make_flow([OTDDTerm(eps=0.05, scaling=0.9)], source, reference, dyn)
     assert len(torch.unique(flow.particles.y)) == 2
     flow_steps(flow, 40, lr=0.1)
@@ -130,20 +130,20 @@ def test_jdvl_dbscan_finds_the_reference_classes() -> None:
 
 
 def test_dbscan_counts_separated_blobs() -> None:
-    """Case: 4 blobs 10 apart, std 0.3, plus 3 isolated outliers; DBSCAN (eps 1, 4 points) finds 4 clusters and
+    """Case: 4 blobs 10 apart, std 0.3, plus 3 isolated outliers; DBSCAN (radius 1, 4 points) finds 4 clusters and
     the outliers join their nearest cluster."""
     gen = torch.Generator().manual_seed(0)
     centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
     pts = (centres[:, None, :] + 0.3 * torch.randn(4, 25, 2, generator=gen)).reshape(-1, 2)
     pts = torch.cat([pts, torch.tensor([[3.0, 3.0], [7.0, 2.0], [2.0, 7.5]])])
-    labels = DBSCANClustering(eps=1.0, min_samples=4)(pts)
+    labels = DBSCANLabelRecovery(radius=1.0, min_samples=4)(pts)
     assert len(torch.unique(labels)) == 4
     assert labels[-3] == labels[0] and labels[-2] == labels[25] and labels[-1] == labels[50]
 
 
 def test_dbscan_without_clusters_raises() -> None:
-    with pytest.raises(ValueError, match="raise eps"):
-        DBSCANClustering(eps=0.1, min_samples=4)(torch.arange(10.0)[:, None] * 10)
+    with pytest.raises(ValueError, match="raise radius"):
+        DBSCANLabelRecovery(radius=0.1, min_samples=4)(torch.arange(10.0)[:, None] * 10)
 
 
 def test_match_labels_undoes_a_permutation() -> None:

@@ -14,7 +14,7 @@ from dsflow.data import (
     PixelFeatures, PseudoLabeled, FashionMNIST, SpectralClusterer, TSNEFeatures,
 )
 from tests.real_data import require_data
-from dsflow.data.pseudo import hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo import KMeansClusterer, hungarian_alignment
 from dsflow.flows import FeatureDriven, FlowModule, OTDDTerm
 
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -43,7 +43,7 @@ REFERENCE = GaussianMixture([[0.0, -4.0], [5.0, 5.0], [-5.0, 5.0]], std=0.4, n_p
 
 def test_kmeans_recovers_separated_classes_and_hungarian_aligns() -> None:
     data = SOURCE.load()
-    pseudo = kmeans_labels(data.x, 3, seed=0)
+    pseudo = KMeansClusterer()(PixelFeatures()(data.x), 3, seed=0)
     mapping = hungarian_alignment(pseudo, data.y, 3, 3)
     assert torch.equal(mapping[pseudo], data.y)
     assert sorted(mapping.tolist()) == [0, 1, 2]
@@ -111,11 +111,11 @@ def test_tsne_features_beat_pixels_on_fashion_mnist() -> None:
     """On 1,000 Fashion-MNIST test images, k-means on t-SNE agrees with the classes far more than on pixels."""
     require_data("FashionMNIST/raw")
     data = FashionMNIST(split="test", n=1000, seed=0, balanced=True).load()
-    pixels = _accuracy(kmeans_labels(PixelFeatures()(data.x), 10), data.y, 10)
+    pixels = _accuracy(KMeansClusterer()(PixelFeatures()(data.x), 10), data.y, 10)
     x = data.x[:, 0, :10, :10]  # (n, 10, 10): a cheap check of the argument errors below
     z = TSNEFeatures()(data.x)
     assert z.shape == (1000, 2) and z.dtype == torch.float64
-    assert _accuracy(kmeans_labels(z, 10), data.y, 10) > pixels + 0.05
+    assert _accuracy(KMeansClusterer()(z, 10), data.y, 10) > pixels + 0.05
     with pytest.raises(ValueError, match="perplexity"):
         TSNEFeatures(perplexity=100)(x[:50])
     with pytest.raises(ValueError, match="components"):
@@ -131,8 +131,8 @@ def test_whitening_finds_clusters_hidden_under_a_high_variance_direction() -> No
     n = 400
     true = torch.arange(n) % 2
     x = torch.stack([20 * torch.rand(n, generator=gen) - 10, 2.0 * true - 1 + 0.05 * torch.randn(n, generator=gen)], 1)
-    raw = kmeans_labels(PixelFeatures()(x), 2, seed=0)
-    white = kmeans_labels(PCAFeatures(components=2, normalize=False)(x), 2, seed=0)
+    raw = KMeansClusterer()(PixelFeatures()(x), 2, seed=0)
+    white = KMeansClusterer()(PCAFeatures(components=2, normalize=False)(x), 2, seed=0)
     assert _accuracy(raw, true, 2) < 0.75 and _accuracy(white, true, 2) == 1.0
 
 

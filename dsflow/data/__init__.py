@@ -9,7 +9,7 @@ from dsflow.data.pseudo import (
     AgglomerativeClusterer, Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures,
     BalancedKMeansClusterer, GaussianMixtureClusterer, GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures,
     PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
-    UMAPFeatures, hungarian_alignment, kmeans_labels,
+    UMAPFeatures, hungarian_alignment,
 )
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.subset import Subset
@@ -67,7 +67,6 @@ __all__ = [
     "USPS",
     "data_root",
     "hungarian_alignment",
-    "kmeans_labels",
     "load_pairs",
     "save_tensors",
     "stratified_indices",

@@ -1,6 +1,5 @@
-"""Particles, objectives, energies, label dynamics and the FlowModule."""
+"""Particles, objectives, energies, label dynamics (with jd-vl label recovery) and the FlowModule."""
 
-from dsflow.flows.clustering import Clustering, DBSCANClustering, KMeansClustering, match_labels
 from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
 from dsflow.flows.energies import (
     AffineTerm,
@@ -14,6 +13,7 @@ from dsflow.flows.energies import (
     NormTerm,
 )
 from dsflow.flows.joint import JointDrivenFixed, JointDrivenVariable
+from dsflow.flows.label_recovery import DBSCANLabelRecovery, KMeansLabelRecovery, LabelRecovery, match_labels
 from dsflow.flows.module import FlowModule
 from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
 from dsflow.flows.particles import Particles, Reference
@@ -24,9 +24,8 @@ __all__ = [
     "ClassAffineTerm",
     "ClassRepulsionTerm",
     "ClassSpreadTerm",
-    "Clustering",
     "CollapseTerm",
-    "DBSCANClustering",
+    "DBSCANLabelRecovery",
     "FeatureDriven",
     "FlowLoss",
     "FlowModule",
@@ -34,8 +33,9 @@ __all__ = [
     "InteractionTerm",
     "JointDrivenFixed",
     "JointDrivenVariable",
-    "KMeansClustering",
+    "KMeansLabelRecovery",
     "LabelDynamics",
+    "LabelRecovery",
     "MarginTerm",
     "NormTerm",
     "Objective",

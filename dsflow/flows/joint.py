@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from dsflow.flows.clustering import Clustering, DBSCANClustering, match_labels
 from dsflow.flows.dynamics import LabelDynamics, TableInputs
+from dsflow.flows.label_recovery import DBSCANLabelRecovery, LabelRecovery, match_labels
 from dsflow.flows.particles import Particles, Reference
 from dsflow.ot.costs import LabelCosts
 from dsflow.ot.distances import squared_distances
@@ -129,8 +129,8 @@ class JointDrivenVariable(_ParamState):
     previous ones.
 
     Args:
-        clustering: how labels are recovered (default: DBSCAN with the paper's eps = 5 and 4 points; eps is in
-            W_2 units, so scale it to the data).
+        clustering: how labels are recovered, a :class:`LabelRecovery` (default: DBSCAN with the paper's radius 5
+            and 4 points; the radius is in W_2 units, so scale it to the data).
         cluster_every: steps between clusterings (1 = every step).
         min_std: lower bound of the initial standard deviations.
     """
@@ -138,11 +138,11 @@ class JointDrivenVariable(_ParamState):
     _param_names = ("means", "log_std")
     variable_labels = True
 
-    def __init__(self, clustering: Clustering | None = None, cluster_every: int = 1, min_std: float = 1e-3) -> None:
+    def __init__(self, clustering: LabelRecovery | None = None, cluster_every: int = 1, min_std: float = 1e-3) -> None:
         super().__init__()
         if cluster_every < 1 or min_std <= 0:
             raise ValueError(f"JointDrivenVariable: need cluster_every >= 1 and min_std > 0, got {cluster_every}, {min_std}")
-        self.clustering = clustering if clustering is not None else DBSCANClustering()
+        self.clustering = clustering if clustering is not None else DBSCANLabelRecovery()
         self.cluster_every = cluster_every
         self.min_std = min_std
         self.means: nn.Parameter | None = None  # (n, d)

@@ -12,7 +12,7 @@ from dsflow.data.pseudo.embeddings import SpectralFeatures, UMAPFeatures, class_
 from dsflow.data.pseudo.ensembles import ConsensusClusterer, OverClusterMerge
 from dsflow.data.pseudo.features import Chain, ClusterFeatures, PCAFeatures, PixelFeatures, TSNEFeatures
 from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramFeatures
-from dsflow.data.pseudo.labeled import PseudoLabeled, hungarian_alignment, kmeans_labels
+from dsflow.data.pseudo.labeled import PseudoLabeled, hungarian_alignment
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
 
 __all__ = [
@@ -20,5 +20,5 @@ __all__ = [
     "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
     "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
     "Selection", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
-    "balanced_assignment", "hungarian_alignment", "kmeans_labels", "relabel_by_size",
+    "balanced_assignment", "hungarian_alignment", "relabel_by_size",
 ]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import ot
-from sklearn.cluster import KMeans
 from torch import Tensor
 
+from dsflow.clustering import kmeans
 from dsflow.data.pseudo.clusterers import Clusterer, check_points, relabel_by_size
 
 __all__ = ["BalancedKMeansClusterer", "balanced_assignment"]
@@ -49,7 +49,7 @@ class BalancedKMeansClusterer(Clusterer):
 
     def __call__(self, z: Tensor, k: int, seed: int = 0) -> Tensor:
         pts = check_points(z, k, "BalancedKMeansClusterer")
-        centres = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed).fit(pts).cluster_centers_  # (k, p)
+        centres = kmeans(pts, k, self.n_init, seed).centres  # (k, p)
         labels = balanced_assignment(pts, centres)
         for _ in range(self.max_iter):
             centres = np.stack([pts[labels == c].mean(0) for c in range(k)])  # (k, p): no cluster is empty

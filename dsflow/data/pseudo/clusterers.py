@@ -8,7 +8,9 @@
   elongated classes that Ward alone would cut).
 
 Ensembles (over-clustering with a label-free merge, co-association consensus) are in
-:mod:`~dsflow.data.pseudo.ensembles`.
+:mod:`~dsflow.data.pseudo.ensembles`. A new clustering algorithm for pseudo-labels subclasses :class:`Clusterer`;
+jd-vl's label recovery during a flow is another protocol (:class:`~dsflow.flows.LabelRecovery`, called with the
+points alone). Both use the one k-means wrapper of :mod:`dsflow.clustering`.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
+from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import kneighbors_graph
 from torch import Tensor
 
+from dsflow.clustering import kmeans, points_array
 from dsflow.data.pseudo.embeddings import class_neighbors
 
 __all__ = [
@@ -40,12 +43,11 @@ def relabel_by_size(labels: np.ndarray, k: int) -> Tensor:
 
 
 def check_points(z: Tensor, k: int, who: str) -> np.ndarray:
-    """(n, p) float64 numpy copy of the points z, after checking 1 <= k <= n."""
-    if z.ndim != 2:
-        raise ValueError(f"{who}: points must be (n, p), got shape {tuple(z.shape)}")
-    if not 1 <= k <= z.shape[0]:
-        raise ValueError(f"{who}: need 1 <= k <= n, got k={k}, n={z.shape[0]}")
-    return z.double().cpu().numpy()
+    """(n, p) float64 numpy copy of the points z (n, p), after checking 1 <= k <= n."""
+    pts = points_array(z, who)
+    if not 1 <= k <= pts.shape[0]:
+        raise ValueError(f"{who}: need 1 <= k <= n, got k={k}, n={pts.shape[0]}")
+    return pts
 
 
 class Clusterer(ABC):
@@ -66,7 +68,7 @@ class KMeansClusterer(Clusterer):
 
     def __call__(self, z: Tensor, k: int, seed: int = 0) -> Tensor:
         pts = check_points(z, k, "KMeansClusterer")
-        return relabel_by_size(KMeans(n_clusters=k, n_init=self.n_init, random_state=seed).fit_predict(pts), k)
+        return relabel_by_size(kmeans(pts, k, self.n_init, seed).labels, k)
 
 
 class GaussianMixtureClusterer(Clusterer):

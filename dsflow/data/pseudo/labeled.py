@@ -12,40 +12,30 @@ docs/pseudo_labels.md.
 
 from __future__ import annotations
 
-import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from dsflow.clustering import contingency, match_clusters
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.pseudo.clusterers import Clusterer, KMeansClusterer
 from dsflow.data.pseudo.features import ClusterFeatures, PixelFeatures
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler
 
-__all__ = ["PseudoLabeled", "kmeans_labels", "hungarian_alignment"]
-
-
-def kmeans_labels(x: Tensor, k: int, seed: int = 0, n_init: int = 10) -> Tensor:
-    """(n,) k-means cluster indices of the features x (n, ...), relabelled by cluster size (largest first)."""
-    if not 1 <= k <= x.shape[0]:
-        raise ValueError(f"kmeans_labels: need 1 <= k <= n, got k={k}, n={x.shape[0]}")
-    return KMeansClusterer(n_init)(x.reshape(x.shape[0], -1).double(), k, seed)
+__all__ = ["PseudoLabeled", "hungarian_alignment"]
 
 
 def hungarian_alignment(pseudo: Tensor, true: Tensor, k: int, num_true: int) -> Tensor:
-    """(k,) the true label assigned to each pseudo-label, maximising agreement (Hungarian method). Scoring only.
+    """(k,) the true label assigned to each pseudo-label, maximising agreement (Hungarian method,
+    :func:`dsflow.clustering.match_clusters`, the matching jd-vl uses to keep its label ids). Scoring only.
 
     Args:
         pseudo: (n,) pseudo-labels in [0, k).
         true: (n,) true labels in [0, num_true).
     With k > num_true, unmatched clusters take their majority true label.
     """
-    if pseudo.shape != true.shape:
-        raise ValueError(f"hungarian_alignment: shapes {tuple(pseudo.shape)} and {tuple(true.shape)} differ")
-    counts = torch.zeros(k, num_true, dtype=torch.long)
-    counts.index_put_((pseudo.long().cpu(), true.long().cpu()), torch.ones_like(pseudo, dtype=torch.long).cpu(), accumulate=True)
-    rows, cols = linear_sum_assignment(counts.numpy(), maximize=True)
+    counts = contingency(pseudo, true, k, num_true, "hungarian_alignment")  # (k, num_true)
+    matching = match_clusters(counts)
     mapping = counts.argmax(1)  # (k,) majority label, used for clusters left unmatched
-    mapping[torch.as_tensor(rows)] = torch.as_tensor(cols)
+    mapping[matching.rows] = matching.cols
     return mapping
 
 
