@@ -15,6 +15,11 @@ inside library kernels, e.g. an eigensolver's error check), as ``cuda_syncs``.
     with HostReads() as reads:
         loss = objective(x); loss.backward()
     assert reads.count <= 10, reads.summary()
+
+Work that belongs on the host by design (sklearn's k-means, a Hungarian matching) copies its inputs there with
+:func:`to_host` (one read per tensor, counted on every device) and runs inside :func:`host_section`, where reads
+of those host copies are not device reads and are not counted (on a CPU-only run they would look the same as
+reads of the flow's own tensors).
 """
 
 from __future__ import annotations
@@ -28,7 +33,10 @@ from typing import Any, Callable
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["HostReads"]
+__all__ = ["HostReads", "host_section", "to_host"]
+
+#: the HostReads counting now (nested ones all count)
+_ACTIVE: list["HostReads"] = []
 
 _aten = torch.ops.aten
 #: aten operations that read a device value on the host (a scalar, or a size that depends on the data)
@@ -73,10 +81,32 @@ def _caller(skip_torch: bool = True) -> str:
     """``file:line`` of the innermost frame outside torch and this module (where the read was written)."""
     for frame in reversed(traceback.extract_stack()[:-2]):
         name = frame.filename.replace("\\", "/")
-        if name.endswith("host_reads.py") or (skip_torch and "/torch/" in name) or "/lightning/" in name:
+        if frame.filename == __file__ or (skip_torch and "/torch/" in name) or "/lightning/" in name:
             continue
         return f"{name.rsplit('/dsflow/', 1)[-1] if '/dsflow/' in name else name}:{frame.lineno}"
     return "<unknown>"
+
+
+def to_host(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Detached CPU copies of ``tensors``: one host read each, counted by every active :class:`HostReads`
+    whatever the device (on the CPU the copy is the tensor itself, and would otherwise go unseen)."""
+    for reads in _ACTIVE:
+        for _ in tensors:
+            reads._record("to_host")
+    with host_section():
+        return tuple(t.detach().cpu() for t in tensors)
+
+
+class host_section:  # noqa: N801 (a context manager used like a function)
+    """Host work on host copies (:func:`to_host`): reads inside are not counted."""
+
+    def __enter__(self) -> None:
+        for reads in _ACTIVE:
+            reads._suspended += 1
+
+    def __exit__(self, *exc: object) -> None:
+        for reads in _ACTIVE:
+            reads._suspended -= 1
 
 
 class _Mode(TorchDispatchMode):
@@ -106,12 +136,13 @@ class HostReads:
         self.cuda_syncs = 0
         self._mode = _Mode(self._record)
         self._inside_python_read = False
+        self._suspended = 0
         self._saved: dict[str, Any] = {}
         self._caught: Any = None
         self._sync_mode: int | None = None
 
     def _record(self, what: str) -> None:
-        if self._inside_python_read:  # tolist() on CUDA copies to the host: one read, not two
+        if self._inside_python_read or self._suspended:  # tolist() on CUDA copies to the host: one read, not two
             return
         self.count += 1
         self.where[f"{what} at {_caller()}"] += 1
@@ -146,10 +177,12 @@ class HostReads:
             self._warnings = self._caught.__enter__()
             warnings.simplefilter("always")
         self._mode.__enter__()
+        _ACTIVE.append(self)
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        _ACTIVE.remove(self)
         self._mode.__exit__(kind, error, trace)
         for name, method in self._saved.items():
             if method is None:

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from dsflow.flows.dynamics import LabelDynamics, TableInputs
+from dsflow.host_reads import host_section, to_host
 from dsflow.flows.label_recovery import DBSCANLabelRecovery, LabelRecovery, match_labels
 from dsflow.flows.particles import Particles, Reference
 from dsflow.ot.costs import LabelCosts
@@ -195,6 +196,9 @@ class JointDrivenVariable(_ParamState):
         self.steps += 1
         if self.steps % self.cluster_every:
             return
-        labels = match_labels(self.clustering(self.points()), particles.y.cpu()).to(particles.y.device)
-        particles.y = labels
-        particles.num_classes = int(labels.max()) + 1
+        points, old = to_host(self.points(), particles.y)  # sklearn and the matching run on the host
+        with host_section():
+            labels = match_labels(self.clustering(points), old)
+            num_classes = int(labels.max()) + 1
+        particles.y = labels.to(particles.y.device)
+        particles.num_classes = num_classes
