@@ -48,7 +48,7 @@ TARGETS = {
 }
 #: named targets read from another split than the configs' test split
 SPLITS = {"mnist-train": "train"}
-FLOW = ["configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
+FLOW = ["configs/flow/images.yaml", "configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
 MODES = {"supervised": "configs/flow/table1/supervised.yaml", "unsupervised": "configs/flow/table1/unsupervised.yaml"}
 ORACLE = ["configs/train/lenet_mnist.yaml", "configs/train/table1_oracle.yaml"]
 

@@ -76,7 +76,7 @@ DATASETS = {
 }
 CLASSES = 10  # every dataset above has ten classes: a k-shot target has 10 k samples
 NO_FLOW = ("target only", "fine-tune", "target repeated", REPEATED_T)  # settings that need no flow
-FLOW = ["configs/flow/transfer/flow.yaml"]
+FLOW = ["configs/flow/images.yaml", "configs/flow/transfer/flow.yaml"]
 LENET = ["configs/train/lenet_mnist.yaml", "configs/train/transfer/lenet.yaml"]
 FINETUNE = ["configs/train/transfer/finetune.yaml"]
 
