@@ -54,7 +54,7 @@ def run_one(devices: int, n: int, m: int, steps: int, warmup: int, accelerator: 
     torch.set_num_threads(threads)
     sizes = ["--data.init_args.source.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(m)]
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = common.flow_config(["configs/flow/speed/784d.yaml"], [*sizes, *overrides], run_dir)
+        cli = common.flow_config(["configs/flow/speed/base.yaml", "configs/flow/speed/784d.yaml"], [*sizes, *overrides], run_dir)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=warmup + steps,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,

@@ -1,6 +1,6 @@
 """Fit the flow map h: x0 -> xT on a finished flow and draw the paper's Fig. 9.
 
-    python flow.py fit --config configs/flow/usps_mnist.yaml --run_dir runs/usps_mnist
+    python flow.py fit --config configs/flow/images.yaml --config configs/flow/usps_mnist.yaml --run_dir runs/usps_mnist
     python benchmarks/flow_map.py --run runs/usps_mnist --restarts 10
 
 Fits the autoencoder of appendix C (``configs/train/flow_map.yaml``: 20 epochs, Adam 1e-3; the flow's (x0, xT)

@@ -2,9 +2,10 @@
 and track the objective and the classifier's accuracy along the flow.
 
     python train.py fit --config configs/train/lenet_mnist.yaml --run_dir runs/lenet_mnist       # the oracle, once
-    DSFLOW_DATA=../shared/data python benchmarks/repurpose.py --config configs/flow/usps_mnist.yaml --lambda-y 1 5 10
+    DSFLOW_DATA=../shared/data python benchmarks/repurpose.py --config configs/flow/images.yaml configs/flow/usps_mnist.yaml --lambda-y 1 5 10
 
-Takes any flow config whose trainer has an :class:`~dsflow.callbacks.OracleScorer` callback (configs
+Takes any flow whose trainer has an :class:`~dsflow.callbacks.OracleScorer` callback (``--config``: its configs,
+composed in order as by ``flow.py``'s repeated ``--config``; the commands are in the first lines of
 ``usps_mnist``, ``stl10_cifar10``, ``camelyon_cifar10``), optionally with another oracle checkpoint (``--oracle``)
 and sample count (``--n``, source and reference), and sweeps the label-term weight (``--lambda-y``: one flow per
 weight, the curves of Fig. 6). Each flow runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its
@@ -15,7 +16,9 @@ arguments go after ``--`` (e.g. ``--trainer.max_steps 30 --trainer.callbacks.ini
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import json
 import sys
 from pathlib import Path
@@ -24,12 +27,13 @@ import yaml
 
 import common
 from dsflow.callbacks.transfer_figures import repurpose_figure
+from dsflow.cli import flow_main
 from dsflow.io import write_json
 
 
 def parse(argv: list[str] | None):
     p = common.parser(__doc__, out=None, seeds=None)
-    p.add_argument("--config", required=True, help="flow config with an OracleScorer callback")
+    p.add_argument("--config", nargs="+", required=True, help="the flow's configs (composed in order), with an OracleScorer callback")
     p.add_argument("--oracle", default=None, help="oracle checkpoint (default: the config's)")
     p.add_argument("--lambda-y", nargs="+", type=float, default=None, help="one flow per weight of the OTDD label term")
     p.add_argument("--n", type=int, default=None, help="source and reference samples (default: the config's)")
@@ -43,10 +47,22 @@ def _scorer(cfg: dict, path: str) -> dict:
     raise ValueError(f"{path}: no dsflow.callbacks.OracleScorer among trainer.callbacks; re-purposing needs an oracle")
 
 
+def composed(files: list[str]) -> dict:
+    """The configuration ``flow.py fit`` composes from ``files`` (its ``--print_config``), as a dict."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), common._own_argv():
+            flow_main(["fit", *common.configs(files), "--print_config"])
+    except SystemExit as done:
+        if done.code:  # the parser's own message is on stderr
+            raise ValueError(f"--config {' '.join(files)}: flow.py cannot compose these configs") from None
+    return yaml.safe_load(out.getvalue())
+
+
 def configs(args) -> dict[str, dict]:
     """Label -> flow config (a dict) for each run of the sweep."""
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    scorer = _scorer(cfg, args.config)
+    cfg = composed(args.config)
+    scorer = _scorer(cfg, args.config[-1])
     if args.oracle:
         scorer["checkpoint"] = args.oracle
     if args.n is not None:
@@ -59,7 +75,7 @@ def configs(args) -> dict[str, dict]:
         run = copy.deepcopy(cfg)
         terms = [t for t in run["model"]["init_args"]["terms"] if t["class_path"].endswith("OTDDTerm")]
         if not terms:
-            raise ValueError(f"{args.config}: --lambda-y needs an OTDDTerm among model.init_args.terms")
+            raise ValueError(f"{args.config[-1]}: --lambda-y needs an OTDDTerm among model.init_args.terms")
         terms[0]["init_args"]["lambda_y"] = lam
         runs[f"lambda_y={lam:g}"] = run
     return runs
@@ -69,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     args = parse(argv)
     common.set_threads(args.threads)
     runs = configs(args)
-    out = Path(args.out or f"runs/repurpose-{Path(args.config).stem}")
+    out = Path(args.out or f"runs/repurpose-{Path(args.config[-1]).stem}")
     curves = {}
     for label, cfg in runs.items():
         run_dir = out / label
@@ -79,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
         curves[label] = json.loads((run_dir / "oracle" / "history.json").read_text())
         print(f"{label}: " + ", ".join(f"step {h['step']} obj {h['objective']:.3g} acc {h['accuracy']:.1f} %" for h in curves[label]), flush=True)
     write_json(out / "curves.json", curves)
-    repurpose_figure(curves, out / "repurpose.png", title=f"re-purposing: {Path(args.config).stem}")
+    repurpose_figure(curves, out / "repurpose.png", title=f"re-purposing: {Path(args.config[-1]).stem}")
     print(f"figure: {out / 'repurpose.png'}")
     return curves
 

@@ -62,7 +62,7 @@ def workload_config(workload: str, n: int) -> tuple[list[str], list[str]]:
         sizes = [f"{key}.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
         return [*table1.FLOW, table1.MODES[mode]], [*over, *sizes, "--trainer.callbacks", "[]"]
     sizes = ["--data.init_args.source.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
-    return [f"configs/flow/speed/{workload}.yaml"], sizes
+    return ["configs/flow/speed/base.yaml", f"configs/flow/speed/{workload}.yaml"], sizes
 
 
 def build(workload: str, n: int, overrides: list[str], device: torch.device) -> FlowModule:

@@ -7,7 +7,7 @@ Every setting is YAML; this script sweeps targets, seeds and modes and prints th
 1. The oracle: ``train.py fit`` of ``configs/train/lenet_mnist.yaml`` + ``configs/train/table1_oracle.yaml``
    (LeNet-5, all 60,000 MNIST training digits, 20 epochs, Adam 1e-3, weight decay 1e-6) into ``<out>/oracle``,
    once (``--oracle`` names another checkpoint); its accuracy on the MNIST test split by ``train.py test``.
-2. For each target, seed and mode, ``flow.py fit`` of ``configs/flow/data/mnist_reference.yaml`` (2,000
+2. For each target, seed and mode, ``flow.py fit`` of ``configs/flow/images.yaml`` + ``configs/flow/data/mnist_reference.yaml`` (2,000
    class-balanced MNIST test digits) + ``configs/flow/table1/flow.yaml`` (OTDD with eps 1, lambda_x 1,
    lambda_y 20, full-covariance Gaussian label distances, ``WarmSinkhorn(max_iter=500, marginal_tol=1e-3)``; fd-fl, SGD with
    tau = 0.1, 30 steps, scored every 10) + ``configs/flow/table1/<mode>.yaml`` (the target: 2,000 class-balanced
@@ -48,7 +48,7 @@ TARGETS = {
 }
 #: named targets read from another split than the configs' test split
 SPLITS = {"mnist-train": "train"}
-FLOW = ["configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
+FLOW = ["configs/flow/images.yaml", "configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
 MODES = {"supervised": "configs/flow/table1/supervised.yaml", "unsupervised": "configs/flow/table1/unsupervised.yaml"}
 ORACLE = ["configs/train/lenet_mnist.yaml", "configs/train/table1_oracle.yaml"]
 

@@ -7,7 +7,7 @@
 setting is YAML too; this script sweeps pairs, shots, seeds and settings. For each source:target pair, k in
 ``--shots`` and seed s (a "task"):
 
-1. Flow (``flow.py fit`` of ``configs/flow/transfer/flow.yaml``): 2,000 source samples, a stratified part of a
+1. Flow (``flow.py fit`` of ``configs/flow/images.yaml`` + ``configs/flow/transfer/flow.yaml``): 2,000 source samples, a stratified part of a
    pool of 4,000 from the source's training split, flow onto the k-shot target (k per class of the target's
    training split, class-balanced); OTDD alone (eps 1, lambda_y 5, Gaussian label distances), fd-fl, SGD with
    tau = 0.1, 40 steps, the states every 8 steps kept (z1..zT). The datasets are ``configs/data/<name>.yaml``
@@ -76,7 +76,7 @@ DATASETS = {
 }
 CLASSES = 10  # every dataset above has ten classes: a k-shot target has 10 k samples
 NO_FLOW = ("target only", "fine-tune", "target repeated", REPEATED_T)  # settings that need no flow
-FLOW = ["configs/flow/transfer/flow.yaml"]
+FLOW = ["configs/flow/images.yaml", "configs/flow/transfer/flow.yaml"]
 LENET = ["configs/train/lenet_mnist.yaml", "configs/train/transfer/lenet.yaml"]
 FINETUNE = ["configs/train/transfer/finetune.yaml"]
 

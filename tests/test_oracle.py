@@ -128,7 +128,7 @@ def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
     cfg["data"]["init_args"]["source"]["init_args"]["n"] = 40
     cfg["data"]["init_args"]["reference"]["init_args"]["n"] = 40
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    flow_main(["fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_steps", "2", "--trainer.logger", "false",
+    flow_main(["fit", "--config", str(CONFIGS / "flow/images.yaml"), "--config", str(tmp_path / "c.yaml"), "--trainer.max_steps", "2", "--trainer.logger", "false",
                "--run_dir", str(tmp_path / "run")])
     history = json.loads((tmp_path / "run/oracle/history.json").read_text())
     assert history[0]["step"] == 0 and history[-1]["step"] == 2
@@ -143,7 +143,8 @@ def test_flow_cli_table1_fmnist_configs_score_through_the_coupling(mode: str, tm
     from dsflow.cli import flow_main
 
     source = "--data.init_args.source" + (".init_args.source" if mode == "unsupervised" else "")
-    flow_main(["fit", "--config", str(CONFIGS / "flow/data/mnist_reference.yaml"), "--config", str(CONFIGS / "flow/table1/flow.yaml"),
+    flow_main(["fit", "--config", str(CONFIGS / "flow/images.yaml"), "--config", str(CONFIGS / "flow/data/mnist_reference.yaml"),
+               "--config", str(CONFIGS / "flow/table1/flow.yaml"),
                "--config", str(CONFIGS / f"flow/table1/{mode}.yaml"), f"{source}.init_args.n", "100",
                "--data.init_args.reference.init_args.n", "100",
                "--trainer.callbacks.init_args.checkpoint", str(save_oracle(LeNet5(), tmp_path / "o.ckpt")),
