@@ -39,17 +39,18 @@ import time
 
 import torch
 
-import common
-import table1
+from dsflow.experiments import common, runs, table1
 from dsflow.flows import FlowModule
+from dsflow.ot.denormals import flush_denormals
 from dsflow.ot.otdd import otdd
 from dsflow.ot.warm_sinkhorn import WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000], **{
     name: [2000, 5000] for name in ("fmnist", "fmnist-pseudo", "usps", "usps-pseudo")}}
 #: the real workloads: a benchmarks/table1.py target and mode
-REAL = {"fmnist": ("fmnist", "supervised"), "fmnist-pseudo": ("fmnist", "unsupervised"),
-        "usps": ("usps=usps_h5/train.npz", "supervised"), "usps-pseudo": ("usps=usps_h5/train.npz", "unsupervised")}
+REAL = {"fmnist": ("fmnist", table1.Mode.SUPERVISED), "fmnist-pseudo": ("fmnist", table1.Mode.UNSUPERVISED),
+        "usps": ("usps=usps_h5/train.npz", table1.Mode.SUPERVISED),
+        "usps-pseudo": ("usps=usps_h5/train.npz", table1.Mode.UNSUPERVISED)}
 SOLVERS = {"WarmSinkhorn": "fast", "GeomlossSolver": "dense"}  # the table's names
 
 
@@ -58,9 +59,8 @@ def workload_config(workload: str, n: int) -> tuple[list[str], list[str]]:
     if workload in REAL:
         target, mode = REAL[workload]
         over, _ = table1.target_overrides(target, mode, [])
-        key = "--data.init_args.source" + (".init_args.source" if mode == "unsupervised" else "")
-        sizes = [f"{key}.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
-        return [*table1.FLOW, table1.MODES[mode]], [*over, *sizes, "--trainer.callbacks", "[]"]
+        sizes = [f"{mode.source_key}.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
+        return [*table1.FLOW, mode.config], [*over, *sizes, "--trainer.callbacks", "[]"]
     sizes = ["--data.init_args.source.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(n)]
     return ["configs/flow/speed/base.yaml", f"configs/flow/speed/{workload}.yaml"], sizes
 
@@ -69,7 +69,7 @@ def build(workload: str, n: int, overrides: list[str], device: torch.device) -> 
     """The workload's FlowModule (n = m) with its data, on ``device``."""
     files, args = workload_config(workload, n)
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = common.flow_config(files, [*args, *overrides], run_dir)
+        cli = runs.flow_config(files, [*args, *overrides], run_dir)
     module = cli.model
     module.init_data(cli.datamodule.source, cli.datamodule.reference)
     return module.to(device)
@@ -122,6 +122,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
 
 
 def main(argv: list[str] | None = None) -> None:
+    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
     p = common.parser(__doc__, out=None, seeds=None)
     p.add_argument("--sizes", type=int, nargs="+", help="n = m for every workload (default: per workload)")
     p.add_argument("--workloads", nargs="+", default=["784d", "2d"], choices=list(DEFAULT_SIZES))
