@@ -1,10 +1,9 @@
-"""The configs say each thing once (benchmarks/config_repetition.py stays below its bound) and every config names,
+"""The configs say each thing once (dsflow.experiments.config_repetition stays below its bound) and every config names,
 in its first lines, a full command that composes it with its base and fragments."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import sys
 from pathlib import Path
@@ -13,13 +12,9 @@ import pytest
 import yaml
 
 from dsflow.cli import flow_main, train_main
+from dsflow.experiments import config_repetition
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("config_repetition", ROOT / "benchmarks" / "config_repetition.py")
-assert _spec is not None and _spec.loader is not None
-config_repetition = importlib.util.module_from_spec(_spec)
-sys.modules["config_repetition"] = config_repetition  # its dataclass looks its module up there
-_spec.loader.exec_module(config_repetition)  # a standalone script: no sys.path needed
 
 #: configs run with flow.py / train.py (configs/data/ holds dataset specs given as values, configs/transfer/ runner sweeps)
 RUN_CONFIGS = sorted([*(ROOT / "configs" / "flow").rglob("*.yaml"), *(ROOT / "configs" / "train").rglob("*.yaml")])
