@@ -42,4 +42,5 @@ def test_cpu_half_reports_every_check_without_failure(tmp_path: Path, capsys: py
     assert "fd-fl 0" in resume and "jd-fl" in resume and "jd-vl" in resume  # exact resumes on the CPU
     step = report.split("## Step benchmark")[1]
     assert step.count("| 784d, fd-fl") == 2 and "host reads/step" in step
-    assert all(r in capsys.readouterr().out for r in rows)  # each line printed as it finished
+    printed = capsys.readouterr().out
+    assert all(r in printed for r in rows)  # each line printed as it finished
