@@ -24,6 +24,9 @@ Speed means nothing without accuracy: for n up to ``--check-up-to`` the table al
 gradient a step uses (the solver as configured, warm-started as in the flow) against a converged cold solve at the
 same particles, taken at the first timed step (mid-flow, where the particles move most; near the end of a flow
 the error is far smaller). At eps = 1 on these costs (spread ~ 300) Sinkhorn contracts slowly.
+
+Host reads per step: one more step after the timed ones, untimed, counted with :class:`dsflow.host_reads.HostReads`
+(the reads that make the host wait for the device; on CUDA each stalls the queue).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import torch
 
 from dsflow.experiments import common, runs, table1
 from dsflow.flows import FlowModule
+from dsflow.host_reads import HostReads
 from dsflow.ot.denormals import flush_denormals
 from dsflow.ot.otdd import otdd
 from dsflow.ot.warm_sinkhorn import WarmSinkhorn
@@ -110,6 +114,8 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
         sweeps.append(getattr(solver, "last_cross_iterations", None))
+    with HostReads() as reads:  # one more step, untimed: counting slows it
+        module.flow_step(opt)
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -118,7 +124,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
     return {"workload": workload, "n": n, "device": name, "median": statistics.median(times[warmup:]),
             "first": times[0], "peak_mb": peak, "objective": float(loss.detach()),
             "solver": SOLVERS.get(type(module.objective.terms[0].solver).__name__, "other"), "grad_err": grad_err,
-            "sweeps": None if None in sweeps[warmup:] else statistics.median(sweeps[warmup:])}
+            "sweeps": None if None in sweeps[warmup:] else statistics.median(sweeps[warmup:]), "host_reads": reads.count}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -138,8 +144,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_one(args.one[0], n, args.steps, args.warmup, n <= args.check_up_to, args.overrides)))
         return
     header = ["workload", "n", "device", "median s/step", "outer sweeps/step", "peak memory MB",
-              "first (cold) step s", "gradient error"]
-    print(common.markdown_table(header, [], "lrlrrrrr"), flush=True)
+              "first (cold) step s", "gradient error", "host reads/step"]
+    print(common.markdown_table(header, [], "lrlrrrrrr"), flush=True)
     for workload in args.workloads:
         for n in args.sizes or DEFAULT_SIZES[workload]:
             cmd = [sys.executable, __file__, "--one", workload, str(n), "--steps", str(args.steps), "--warmup",
@@ -150,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             r = json.loads(out)
             err = "-" if r["grad_err"] is None else f"{r['grad_err']:.1e}"
             row = [f"{r['workload']}, fd-fl, {r['solver']}", r["n"], r["device"], f"{r['median']:.3f}",
-                   "-" if r["sweeps"] is None else f"{r['sweeps']:.0f}", f"{r['peak_mb']:.0f}", f"{r['first']:.2f}", err]
+                   "-" if r["sweeps"] is None else f"{r['sweeps']:.0f}", f"{r['peak_mb']:.0f}", f"{r['first']:.2f}", err, r["host_reads"]]
             print(common.markdown_table(header, [row]).splitlines()[-1], flush=True)
 
 
