@@ -9,12 +9,10 @@ when its claim does not hold.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Callable
 
 import numpy as np
@@ -31,19 +29,6 @@ DYNAMICS = {
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
 
 __all__ = ["FLOW_RTOL", "DYNAMICS", "relative_gap", "main"]
-
-
-def _script(name: str) -> ModuleType:
-    """``benchmarks/<name>.py`` as a module (its folder on sys.path, for the scripts' shared ``common``)."""
-    folder = str(ROOT / "benchmarks")
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    if spec is None or spec.loader is None:
-        raise FileNotFoundError(f"no benchmark script {ROOT / 'benchmarks' / name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fit(files: list[str], run_dir: Path, args: list[str]) -> None:
@@ -121,30 +106,31 @@ def table1(a: argparse.Namespace) -> dict[str, float]:
     digits on GPUs, 3,000 on CPUs). The flow's images and figures are written as in any Table 1 flow."""
     from dsflow.data import data_root
 
-    t1 = _script("table1")
+    from dsflow.experiments import runs
+    from dsflow.experiments import table1 as t1
     device = ["--trainer.accelerator", a.accelerator, "--trainer.devices", "1"]
     real = all((data_root() / d / "raw").is_dir() for d in ("MNIST", "FashionMNIST"))
     flow = [*device, "--trainer.max_steps", str(a.steps), "--trainer.callbacks.init_args.every_n_steps", str(a.steps)]
     if real:
         digits = "6000" if a.accelerator == "gpu" else "3000"  # 77 % on MNIST test with 6,000 (tests/test_table1.py)
-        t1.common.run_train(t1.ORACLE, [*device, "--data.init_args.n", digits, "--trainer.max_epochs", "1"], a.work / "oracle")
+        runs.run_train(t1.ORACLE, [*device, "--data.init_args.n", digits, "--trainer.max_epochs", "1"], a.work / "oracle")
         t0 = time.perf_counter()
         rows = t1.main(["--targets", "fmnist", "--modes", "supervised", "--n", str(a.size), "--out", str(a.work / "table1"),
                         "--oracle", str(a.work / "oracle/checkpoints/last.ckpt"), "--", *flow])
-        seconds = rows[0]["seconds"][0]
-        before, after = rows[0]["before"], rows[0]["supervised"]
+        run = rows[0].runs[t1.Mode.SUPERVISED]
+        seconds, before, after = run.seconds, run.before, run.accuracy
     else:
         ref = _synthetic_images(a.work / "digits.npz", 2 * a.size, 1, "digits")
         src = _synthetic_images(a.work / "shapes.npz", a.size, 2, "shapes")
         (a.work / "oracle.yaml").write_text(
             f"data:\n  class_path: dsflow.data.ArrayFile\n  init_args: {{path: {ref}, val_fraction: 0.0}}\n")
-        t1.common.run_train([*t1.ORACLE, a.work / "oracle.yaml"], [*device, "--trainer.max_epochs", "1"], a.work / "oracle")
+        runs.run_train([*t1.ORACLE, a.work / "oracle.yaml"], [*device, "--trainer.max_epochs", "1"], a.work / "oracle")
         data = ["--data.init_args.reference.class_path", "dsflow.data.ArrayFile", "--data.init_args.reference.init_args.path",
                 ref, "--data.init_args.source.class_path", "dsflow.data.ArrayFile", "--data.init_args.source.init_args.path",
                 src, "--data.init_args.source.init_args.split", "train", "--data.init_args.reference.init_args.split", "train",
                 "--data.init_args.source.init_args.n", str(a.size), "--data.init_args.reference.init_args.n", str(a.size)]
         t0 = time.perf_counter()
-        t1.common.run_flow([*t1.FLOW, t1.MODES["supervised"]], [*data, *flow, "--trainer.callbacks.init_args.checkpoint",
+        runs.run_flow([*t1.FLOW, t1.Mode.SUPERVISED.config], [*data, *flow, "--trainer.callbacks.init_args.checkpoint",
                            str(a.work / "oracle/checkpoints/last.ckpt")], a.work / "flow")
         seconds = time.perf_counter() - t0
         history = json.loads((a.work / "flow/oracle/history.json").read_text())
@@ -159,7 +145,7 @@ def devices(a: argparse.Namespace) -> dict[str, float]:
     """The 784-d step-benchmark flow at n = ``size`` for ``steps`` steps on the CPU and on CUDA: objectives equal."""
     import torch
 
-    speed = _script("step_speed")
+    from dsflow.experiments import step_speed as speed
     objectives = {}
     for device in ("cpu", "cuda"):
         module = speed.build("784d", a.size, [], torch.device(device))
