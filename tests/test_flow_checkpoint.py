@@ -42,22 +42,21 @@ class _RecordingGenerator:
         self.states.append(new_state)
 
 
-def _saved_noise(seed: int = 7) -> tuple[dict, torch.Tensor]:
-    """A checkpoint holding a generator's state after 5 draws, and that generator's next 5 draws."""
+def _saved_noise(seed: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
+    """A generator's saved state after 5 draws, and that generator's next 5 draws."""
     gen = torch.Generator().manual_seed(seed)
     torch.randn(5, generator=gen)
     checkpoint: dict = {}
     save_noise_state(checkpoint, gen)
-    return checkpoint, torch.randn(5, generator=gen)
+    return checkpoint["noise_generator"], torch.randn(5, generator=gen)
 
 
 def test_noise_restore_hands_set_state_a_cpu_byte_tensor() -> None:
-    checkpoint, _ = _saved_noise()
-    saved = checkpoint["noise_generator"]
-    checkpoint["noise_generator"] = saved.as_subclass(_ReportsCuda)
-    assert checkpoint["noise_generator"].device.type == "cuda"
+    saved, _ = _saved_noise()
+    on_gpu = saved.as_subclass(_ReportsCuda)
+    assert on_gpu.device.type == "cuda"
     recorder = _RecordingGenerator()
-    restore_noise_state(recorder, checkpoint)
+    restore_noise_state(recorder, on_gpu)
     (state,) = recorder.states
     assert type(state) is torch.Tensor and state.device.type == "cpu" and state.dtype == torch.uint8
     assert torch.equal(state, saved)
@@ -65,13 +64,12 @@ def test_noise_restore_hands_set_state_a_cpu_byte_tensor() -> None:
 
 def test_noise_restore_accepts_a_state_of_another_dtype() -> None:
     """torch.Generator.set_state refuses anything but a ByteTensor; the restore converts (bytes unchanged)."""
-    checkpoint, expected = _saved_noise()
-    checkpoint["noise_generator"] = checkpoint["noise_generator"].to(torch.int64)
+    saved, expected = _saved_noise()
     gen = torch.Generator().manual_seed(0)
-    restore_noise_state(gen, checkpoint)
+    restore_noise_state(gen, saved.to(torch.int64))
     torch.testing.assert_close(torch.randn(5, generator=gen), expected, rtol=0, atol=0)
     with pytest.raises(TypeError, match="noise_generator"):
-        restore_noise_state(gen, {"noise_generator": [1, 2, 3]})
+        restore_noise_state(gen, [1, 2, 3])  # type: ignore[arg-type]
 
 
 def test_loaded_checkpoint_continues_the_noise(tmp_path: Path) -> None:

@@ -51,16 +51,13 @@ def save_noise_state(checkpoint: dict[str, Any], generator: torch.Generator) -> 
     checkpoint[NOISE_KEY] = generator.get_state()
 
 
-def restore_noise_state(generator: GeneratorState, checkpoint: dict[str, Any]) -> None:
-    """Give ``generator`` the state saved under ``noise_generator`` (nothing when the checkpoint has none).
+def restore_noise_state(generator: GeneratorState, state: Tensor) -> None:
+    """Give ``generator`` a state saved by :func:`save_noise_state` (the bytes of a torch generator's state).
 
     ``Generator.set_state`` takes only a CPU ByteTensor, but a checkpoint loaded with ``map_location="cuda"``
     (``FlowModule.load_from_checkpoint(path, map_location="cuda")``) holds the state on the GPU: it is moved to
     the CPU as uint8 first (the bytes are unchanged).
     """
-    state = checkpoint.get(NOISE_KEY)
-    if state is None:
-        return
     if not isinstance(state, Tensor):
         raise TypeError(f"checkpoint['{NOISE_KEY}']: expected the noise generator's state (a tensor), "
                         f"got {type(state).__name__}")
@@ -121,7 +118,8 @@ def load_flow_entries(checkpoint: dict[str, Any], generator: GeneratorState,
     """``FlowModule.on_load_checkpoint``: restore the noise generator, upgrade old step counts (in place) and,
     when the checkpoint holds optimizer state, check it against the optimizer this run configures (``optimizer``,
     the module's factory, built over a probe parameter)."""
-    restore_noise_state(generator, checkpoint)
+    if NOISE_KEY in checkpoint:
+        restore_noise_state(generator, checkpoint[NOISE_KEY])
     count_steps_as_manual(checkpoint)
     if checkpoint.get("optimizer_states"):
         check_resumed_optimizer(checkpoint, build_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))]))
