@@ -102,13 +102,20 @@ class RunCLI(LightningCLI):
 
 
 class FlowCLI(RunCLI):
-    """The flow CLI: checkpoints every ``checkpoint.every_n_train_steps`` steps and the flow's outputs."""
+    """The flow CLI: checkpoints every ``checkpoint.every_n_train_steps`` steps and the flow's outputs.
+
+    What is known only from the data is linked, not configured: the datamodule's loaded ``source`` and
+    ``reference`` become the module's ``source`` and ``reference`` when both are instantiated, and the module
+    builds its particles from them in ``configure_model`` (the module never sees the datamodule).
+    """
 
     default_name = "flow"
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(FlowRecorder, "recorder")
+        for name in ("source", "reference"):  # LabeledData, loaded by the datamodule
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.set_defaults(
             {
                 "checkpoint.every_n_train_steps": 100,

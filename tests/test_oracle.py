@@ -53,10 +53,12 @@ def _digits_npz(path: Path, classes: int, n: int = 30, seed: int = 0) -> str:
 
 
 def _fit(tmp_path: Path, scorer: OracleScorer, source, reference, steps: int = 2) -> FlowModule:
-    model = FlowModule([OTDDTerm(eps=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1))
+    dm = FlowDataModule(source, reference, steps_per_epoch=steps)
+    model = FlowModule([OTDDTerm(eps=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1), source=dm.source,
+                       reference=dm.reference)
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", callbacks=[scorer], default_root_dir=str(tmp_path))
-    trainer.fit(model, datamodule=FlowDataModule(source, reference, steps_per_epoch=steps))
+    trainer.fit(model, datamodule=dm)
     return model
 
 
