@@ -22,10 +22,10 @@ if str(ROOT) not in sys.path:  # `python benchmarks/x.py` from anywhere finds ds
 
 from dsflow.cli import FlowCLI, TrainCLI, flow_main, train_main  # noqa: E402
 from dsflow.data.flow_pairs import FlowPairs  # noqa: E402
-from dsflow.ot.denormals import flush_denormals  # noqa: E402
+from dsflow.process import flush_denormals  # noqa: E402
 from dsflow.tasks.restarts import RestartResult, select_restarts  # noqa: E402
 
-flush_denormals()  # before any torch work starts its worker threads (dsflow.ot.denormals): as flow.py does
+flush_denormals()  # before any torch work starts its worker threads (dsflow.process): as flow.py does
 
 #: the flow map of appendix C, restarts scored by their last weights
 FLOW_MAP = ["configs/train/flow_map.yaml", "configs/train/flow_map_restarts.yaml"]

@@ -43,7 +43,7 @@ import common
 import table1
 from dsflow.flows import FlowModule
 from dsflow.ot.otdd import otdd
-from dsflow.ot.warm_sinkhorn import WarmSinkhorn
+from dsflow.ot.solvers.warm_sinkhorn import WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000], **{
     name: [2000, 5000] for name in ("fmnist", "fmnist-pseudo", "usps", "usps-pseudo")}}
@@ -81,7 +81,7 @@ def gradient_error(module: FlowModule) -> float:
     The solver's warm-start state is put back afterwards, so that the next step starts as it would have."""
     term = module.objective.terms[0]
     state = module.state()
-    saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.warm_state), never changed in place
+    saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.solvers.warm_state), never changed in place
     grads = []
     for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
         x = state.x.detach().clone().requires_grad_(True)

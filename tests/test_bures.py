@@ -6,8 +6,8 @@ import ot
 import pytest
 import torch
 
-from dsflow.ot.bures import batched_eigvalsh, bures_wasserstein_table, cross_term_eig, cross_term_svd
-from dsflow.ot.stats import LabelStats, class_stats
+from dsflow.ot.labels.bures import batched_eigvalsh, bures_wasserstein_table, cross_term_eig, cross_term_svd
+from dsflow.ot.labels.stats import LabelStats, class_stats
 
 DT = torch.float64
 

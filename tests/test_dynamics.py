@@ -24,9 +24,9 @@ from dsflow.flows import (
     match_labels,
 )
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.label_distance import DiagonalGaussianLabelDistance, ExactLabelDistance, GaussianLabelDistance
-from dsflow.ot.otdd import otdd
 from dsflow.ot.distances import squared_distances
+from dsflow.ot.labels.label_distance import DiagonalGaussianLabelDistance, ExactLabelDistance, GaussianLabelDistance
+from dsflow.ot.otdd import otdd
 
 D = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")

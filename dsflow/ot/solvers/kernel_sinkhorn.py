@@ -31,8 +31,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import Extrapolation, GroundCost
-from dsflow.ot.log_sinkhorn import marginal_error
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost
+from dsflow.ot.solvers.log_sinkhorn import marginal_error
 
 __all__ = ["kernel_cross", "kernel_self"]
 
@@ -43,7 +43,7 @@ _FLOOR = -60.0  # least exponent of E's entries: see _kernel
 def _kernel(c: Tensor, f0: Tensor, g0: Tensor, eps: float) -> Tensor:
     # Exponents below -60 become -60: E's entries stay >= 1e-26, so that their products with the scalings (within
     # e^+-30 of 1 between absorptions) and masses stay normal floats where the CPU computes denormals (slowly:
-    # dsflow.ot.denormals). The mass this adds is below m e^-30 ~ 1e-9 of a row's.
+    # dsflow.process). The mass this adds is below m e^-30 ~ 1e-9 of a row's.
     return ((f0[:, None] + g0[None, :] - c) / eps).clamp_min_(_FLOOR).exp_()  # (n, m)
 
 
@@ -106,7 +106,7 @@ def kernel_cross(
     """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost, over-relaxed by ``omega`` in
     [1, 2) (guarded, see the module docstring), until no potential moves by more than ``tol * eps`` in an
     iteration or, with ``marginal_tol``, until the plan's column marginal is within it in L1
-    (:func:`~dsflow.ot.log_sinkhorn.marginal_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
+    (:func:`~dsflow.ot.solvers.log_sinkhorn.marginal_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
     gradient in x, table gradient), the number of iterations and whether the tolerance was met."""
     if not 1.0 <= omega < 2.0:
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")

@@ -1,6 +1,6 @@
 """Log-domain Sinkhorn on the OTDD ground cost, one sweep at a time, with epsilon-scaling written once.
 
-A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.blocks` gives their sweeps):
+A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.solvers.blocks` gives their sweeps):
 
 * :class:`CrossProblem` OT(a, b): f <- softmin(C, g), g <- softmin(C^T, f);
 * :class:`SelfProblem` OT(a, a): the symmetric update p <- (p + softmin(C, p)) / 2.
@@ -19,9 +19,9 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import GroundCost, sweep_cross, sweep_self
 from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
+from dsflow.ot.solvers.blocks import GroundCost, sweep_cross, sweep_self
 
 __all__ = [
     "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "marginal_error", "anneal", "iterate", "solve", "cold_schedule",

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from dsflow.ot.costs import OTDDSettings
-from dsflow.ot.products import Gram
+from dsflow.ot.labels.products import Gram
 
 __all__ = ["GroundCost", "Extrapolation", "ground_cost", "sweep_cross", "sweep_self", "extrapolate"]
 
@@ -45,7 +45,7 @@ class GroundCost:
         block_rows: rows per block; every block covers all m columns.
         store: keep the whole (n, m) matrix (computed once) instead of rebuilding blocks at each sweep.
         gram: the product (x - c)(y - c)^T the label tables already computed this step
-            (:class:`~dsflow.ot.products.SharedProducts`); a stored cost is then made from it, in place.
+            (:class:`~dsflow.ot.labels.products.SharedProducts`); a stored cost is then made from it, in place.
     """
 
     def __init__(

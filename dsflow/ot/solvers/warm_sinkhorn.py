@@ -2,18 +2,19 @@
 
 A plain-torch log-domain Sinkhorn that
 
-- keeps its potentials between calls (:class:`~dsflow.ot.warm_state.WarmState`) and starts the next flow step
+- keeps its potentials between calls (:class:`~dsflow.ot.solvers.warm_state.WarmState`) and starts the next flow step
   from them (warm start; epsilon-scaling over as many levels as the potentials moved last time), iterating at the
   target epsilon until the potentials stop moving;
 - solves the reference's own problem OT(beta, beta) once and caches its value (beta is fixed);
 - gives the gradient from the converged potentials (envelope theorem, Feydy et al. 2019, Prop. 2):
   d S / d x_i = sum_j pi_ij d_x c(x_i, y_j) - sum_k pi^{xx}_ik d_x c(x_i, x_k), no backpropagation through
   the iterations;
-- stores the cost matrices when they are small (then iterates in the kernel form, :mod:`dsflow.ot.kernel_sinkhorn`,
-  and reuses the label tables' inner products, :mod:`dsflow.ot.products`), and otherwise rebuilds them in row
-  blocks (:mod:`dsflow.ot.blocks`), so that memory grows as (n + m) d, not n m.
+- stores the cost matrices when they are small (then iterates in the kernel form,
+  :mod:`dsflow.ot.solvers.kernel_sinkhorn`, and reuses the label tables' inner products,
+  :mod:`dsflow.ot.labels.products`), and otherwise rebuilds them in row blocks (:mod:`dsflow.ot.solvers.blocks`),
+  so that memory grows as (n + m) d, not n m.
 
-It returns the dense :class:`~dsflow.ot.geomloss_solver.GeomlossSolver`'s value and gradient in x at convergence
+It returns the dense :class:`~dsflow.ot.GeomlossSolver`'s value and gradient in x at convergence
 (tests/test_speed_paths.py).
 """
 
@@ -25,16 +26,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, ground_cost
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.kernel_sinkhorn import kernel_cross, kernel_self
-from dsflow.ot.log_sinkhorn import (
+from dsflow.ot.labels.products import SharedProducts
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, extrapolate, ground_cost
+from dsflow.ot.solvers.kernel_sinkhorn import kernel_cross, kernel_self
+from dsflow.ot.solvers.log_sinkhorn import (
     CrossProblem, SelfProblem, SweepLimits, anneal, cold_schedule, iterate, solve, warm_schedule,
 )
-from dsflow.ot.multiscale import coarse_cross, coarse_self
-from dsflow.ot.outer_solver import OuterSolver
-from dsflow.ot.products import SharedProducts
-from dsflow.ot.warm_state import EnvelopeValue, WarmState, host_later
+from dsflow.ot.solvers.multiscale import coarse_cross, coarse_self
+from dsflow.ot.solvers.outer_solver import OuterSolver
+from dsflow.ot.solvers.warm_state import EnvelopeValue, WarmState, host_later
 
 __all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
 
@@ -63,14 +64,14 @@ class WarmSinkhorn(OuterSolver):
             eps (small eps, large steps) is re-annealed from higher up than a slow one.
         coarse_size: on the block path, a cold start first solves a random subsample of this many points per
             side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
-            (multiscale start, :mod:`dsflow.ot.multiscale`), instead of epsilon-scaling on the full problem.
+            (multiscale start, :mod:`dsflow.ot.solvers.multiscale`), instead of epsilon-scaling on the full problem.
         warm_margin: epsilon-scaling levels a warm start anneals over beyond the previous call's potential change
             (Sinkhorn at a small eps converges slowly even from close potentials; a short anneal costs a few sweeps).
         overrelax: over-relaxation omega in [1, 2) of the cross problem's sweeps on a stored cost (1: plain
             Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
-            (:mod:`dsflow.ot.kernel_sinkhorn`).
+            (:mod:`dsflow.ot.solvers.kernel_sinkhorn`).
         marginal_tol: stop the cross problem OT(a, b) once its plan's marginals are within ``marginal_tol`` of a
-            and b in L1 (total mass 1; :func:`~dsflow.ot.log_sinkhorn.marginal_error`) instead of by ``tol``;
+            and b in L1 (total mass 1; :func:`~dsflow.ot.solvers.log_sinkhorn.marginal_error`) instead of by ``tol``;
             None: by ``tol``. What the flow's velocity needs: its relative error measured 2-3 times the marginal
             error on Table 1 flows, where ``tol`` (a potential change of 1e-4 eps in one sweep) asks far more
             than that of a slowly contracting problem (docs/speed.md). The self problems keep ``tol``.
@@ -203,7 +204,7 @@ class WarmSinkhorn(OuterSolver):
         weights: Tensor | None = None, ref_weights: Tensor | None = None,
     ) -> Tensor:
         """The Sinkhorn divergence (a scalar) with envelope gradients in x, ss and sr; x_ref, rr and the weights
-        are fixed. Args as :class:`~dsflow.ot.outer_solver.OuterSolver`."""
+        are fixed. Args as :class:`~dsflow.ot.OuterSolver`."""
         for name, t in (("x_ref", x_ref), ("rr", labels.rr), ("weights", weights), ("ref_weights", ref_weights)):
             if t is not None and t.requires_grad:
                 raise ValueError(f"WarmSinkhorn: {name} requires grad, but the fast path treats it as fixed; "

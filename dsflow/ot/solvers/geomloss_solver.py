@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings, augmented_cost
 from dsflow.ot.distances import bounding_diameter
-from dsflow.ot.outer_solver import OuterSolver
+from dsflow.ot.solvers.outer_solver import OuterSolver
 
 __all__ = ["GeomlossSolver"]
 

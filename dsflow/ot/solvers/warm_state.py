@@ -1,4 +1,4 @@
-"""What :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn` keeps between calls: the potentials of the last problem
+"""What :class:`~dsflow.ot.WarmSinkhorn` keeps between calls: the potentials of the last problem
 it solved (:class:`WarmState`), the cached reference term, and the autograd node that returns the envelope
 gradients (:class:`EnvelopeValue`)."""
 

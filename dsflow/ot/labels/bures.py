@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from dsflow.ot.products import SharedProducts, inner_products
-from dsflow.ot.stats import LabelStats
+from dsflow.ot.labels.products import SharedProducts, inner_products
+from dsflow.ot.labels.stats import LabelStats
 
 __all__ = [
     "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
@@ -156,10 +156,10 @@ def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, al
                         products: SharedProducts | None = None) -> Tensor:
     """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
     inner products of the samples themselves (one GEMM, put into ``products`` for the outer cost to reuse;
-    :mod:`dsflow.ot.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
+    :mod:`dsflow.ot.labels.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
     x_i . y_j - x_i . mu_b - mu_a . y_j + mu_a . mu_b, all about the Gram's centre.
 
-    Needs ``samples`` on both summaries (as :func:`~dsflow.ot.stats.class_stats` records them).
+    Needs ``samples`` on both summaries (as :func:`~dsflow.ot.labels.stats.class_stats` records them).
     """
     if a.samples is None or b.samples is None:
         raise ValueError("cross_term_products: both summaries need the samples they were taken from")
@@ -214,7 +214,7 @@ def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: Share
     that need computing, without autograd: with ``b=None`` the table of ``a`` with itself, whose diagonal is 0
     and lower triangle mirrors the upper (C (C - 1) / 2 pairs instead of C^2).
 
-    With ``products`` (a solver's :class:`~dsflow.ot.products.SharedProducts`), sample factors take their cross
+    With ``products`` (a solver's :class:`~dsflow.ot.labels.products.SharedProducts`), sample factors take their cross
     terms from the samples' inner products, which the bundle keeps for the outer cost (when it admits their size);
     otherwise from the factors themselves.
     """
