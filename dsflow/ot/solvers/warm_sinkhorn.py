@@ -21,17 +21,17 @@ It returns the dense :class:`~dsflow.ot.GeomlossSolver`'s value and gradient in 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings
 from dsflow.ot.labels.products import SharedProducts
-from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, extrapolate, ground_cost
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, Wanted, ground_cost
 from dsflow.ot.solvers.kernel_sinkhorn import kernel_cross, kernel_self
 from dsflow.ot.solvers.log_sinkhorn import (
-    CrossProblem, SelfProblem, SweepLimits, anneal, cold_schedule, iterate, solve, warm_schedule,
+    CrossProblem, Schedule, SelfProblem, SweepLimits, Sweeps, anneal, cold_schedule, iterate, solve, warm_schedule,
 )
 from dsflow.ot.solvers.multiscale import coarse_cross, coarse_self
 from dsflow.ot.solvers.outer_solver import OuterSolver
@@ -43,7 +43,21 @@ __all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
 class SinkhornCapWarning(RuntimeWarning):
     """A Sinkhorn solve stopped at ``max_iter`` sweeps short of its tolerance: the flow's velocity is approximate."""
 
-_Want = tuple[bool, bool, bool]  # gradients wanted in x, ss, sr
+
+class _Want(NamedTuple):
+    """Which gradients a call forms: in x (n, d), in the self table ss, in the cross table sr."""
+
+    x: bool
+    ss: bool
+    sr: bool
+
+    def for_cross(self) -> Wanted:
+        """What OT(a, b)'s extrapolation forms: gradients in x and in sr."""
+        return Wanted(self.x, self.sr)
+
+    def for_self(self) -> Wanted:
+        """What OT(a, a)'s extrapolation forms: gradients in x and in ss."""
+        return Wanted(self.x, self.ss)
 
 
 class WarmSinkhorn(OuterSolver):
@@ -131,11 +145,11 @@ class WarmSinkhorn(OuterSolver):
         gram = products.take(x, y) if store and products is not None else None
         return ground_cost(x, y, ia, ib, table, s, self.block_entries, store, gram)
 
-    def _record(self, iters: int, converged: bool) -> None:
+    def _record(self, sweeps: Sweeps) -> None:
         """Note a solve's sweeps; warn once per solver when one stops at ``max_iter`` short of ``tol``."""
-        self.last_iterations = iters
-        self.last_converged = self.last_converged and converged
-        if not converged and not self._warned and self.check_every <= self.max_iter:  # fixed sweeps: not checked
+        self.last_iterations = sweeps.iterations
+        self.last_converged = self.last_converged and sweeps.converged
+        if not sweeps.converged and not self._warned and self.check_every <= self.max_iter:  # fixed sweeps: not checked
             self._warned = True
             warnings.warn(
                 f"WarmSinkhorn: a Sinkhorn problem stopped at max_iter={self.max_iter} sweeps before its tolerance "
@@ -159,43 +173,42 @@ class WarmSinkhorn(OuterSolver):
             p, schedule = torch.zeros_like(b_log), cold_schedule((x_ref,), labels.rr, s)
         else:
             p = coarse_self(x_ref, labels.ref_index, labels.rr, s, self.coarse_size, self.block_entries, self.limits)
-            schedule = [s.eps]
+            schedule = Schedule([], s.eps)
         problem = SelfProblem(cost, b_log, p)
-        self._record(*solve(problem, schedule, self.limits))
-        term = (b_log.exp() * extrapolate(cost, b_log, b_log + problem.p / s.eps, s.eps).row).sum()
+        self._record(solve(problem, schedule, self.limits))
+        term = (b_log.exp() * problem.extrapolate(schedule.eps).row).sum()
         self._reference = (key, term)
         return term
 
-    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float],
-               eps: float, want: _Want) -> tuple[Tensor, Tensor, Extrapolation]:
+    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: Schedule,
+               want: _Want) -> tuple[Tensor, Tensor, Extrapolation]:
         """Solve OT(a, b) from g: epsilon-scaling in the log domain, then the kernel form on a stored cost
         or log-domain block sweeps; returns f, g and the gradient-giving extrapolation."""
         problem = CrossProblem(cost, a_log, b_log, g)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
-            ext = extrapolate(cost, a_log, b_log + problem.g / eps, eps, h_rows=a_log + problem.f / eps,
-                              want_grad=want[0], want_table_grad=want[2])
-            return problem.f, problem.g, ext
+            self._record(iterate(problem, schedule, self.limits))
+            return problem.f, problem.g, problem.extrapolate(schedule.eps, want.for_cross())
+        eps = schedule.eps
         f, g, ext, iters, converged = kernel_cross(
             cost, a_log.exp(), b_log.exp(), problem.f, problem.g, eps, self.max_iter, self.check_every, self.tol,
-            want[0], want[2], self.overrelax, self.marginal_tol)
-        self._record(iters, converged)
+            want.x, want.sr, self.overrelax, self.marginal_tol)
+        self._record(Sweeps(iters, converged))
         self.last_cross_iterations = iters
         return f, g, ext
 
-    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
+    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: Schedule,
               want: _Want) -> tuple[Tensor, Extrapolation]:
         """Solve OT(a, a) from p, as :meth:`_cross`."""
         problem = SelfProblem(cost, a_log, p)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
-            return problem.p, extrapolate(cost, a_log, a_log + problem.p / eps, eps, want_grad=want[0],
-                                          want_table_grad=want[1])
+            self._record(iterate(problem, schedule, self.limits))
+            return problem.p, problem.extrapolate(schedule.eps, want.for_self())
+        eps = schedule.eps
         p, ext, iters, converged = kernel_self(
-            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
-        self._record(iters, converged)
+            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want.x, want.ss)
+        self._record(Sweeps(iters, converged))
         return p, ext
 
     # ------------------------------------------------------------------ the divergence
@@ -214,7 +227,7 @@ class WarmSinkhorn(OuterSolver):
                 f"WarmSinkhorn: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)}, {tuple(x_ref.shape)}"
             )
         on = torch.is_grad_enabled()
-        want = (on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
+        want = _Want(on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
         self.last_converged = True
         with torch.no_grad():
             parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
@@ -258,17 +271,17 @@ class WarmSinkhorn(OuterSolver):
             schedule = self_schedule = cold_schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
         c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store, labels.products)
         g0 = warm.g if warm is not None else torch.zeros_like(b_log)
-        f, g, ext = self._cross(c_xy, a_log, b_log, g0, schedule, s.eps, want)
+        f, g, ext = self._cross(c_xy, a_log, b_log, g0, schedule, want)
         del c_xy
         value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
         moved = [(g - g0).abs().max() if warm is not None else g.new_zeros(()), g.new_zeros(())]  # cross, self
-        cold_levels = warm.cold_levels if warm is not None and warm.cold_levels is not None else len(schedule) - 1
+        cold_levels = warm.cold_levels if warm is not None and warm.cold_levels is not None else len(schedule.levels)
         p = None
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store, labels.products)
             p0 = warm.p if warm is not None and warm.p is not None else torch.zeros_like(a_log)
-            p, ext_xx = self._self(c_xx, a_log, p0, self_schedule, s.eps, want)
+            p, ext_xx = self._self(c_xx, a_log, p0, self_schedule, want)
             if warm is not None:  # a rigidly moving source leaves its self potentials, and this, unchanged
                 moved[1] = (p - p0).abs().max()
             value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
