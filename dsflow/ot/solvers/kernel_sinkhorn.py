@@ -26,15 +26,51 @@ Everything runs without autograd.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-from dsflow.ot.solvers.blocks import Extrapolation, GroundCost
-from dsflow.ot.solvers.log_sinkhorn import marginal_error
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, Wanted
+from dsflow.ot.solvers.log_sinkhorn import CrossProblem, SelfProblem, SweepLimits, Sweeps, marginal_error
 
-__all__ = ["kernel_cross", "kernel_self"]
+__all__ = ["CrossSolution", "SelfSolution", "kernel_cross", "kernel_self"]
+
+
+class CrossSolution(NamedTuple):
+    """A cross problem OT(a, b) solved in the kernel form.
+
+    Attributes:
+        f: (n,) row potential; g: (m,) column potential.
+        ext: the last soft-mins f_ba (n,), g_ab (m,) and the envelope gradients asked for.
+        sweeps: iterations at the target epsilon and whether the tolerance was met.
+    """
+
+    f: Tensor
+    g: Tensor
+    ext: Extrapolation
+    sweeps: Sweeps
+
+
+class SelfSolution(NamedTuple):
+    """A symmetric problem OT(a, a) solved in the kernel form.
+
+    Attributes:
+        p: (n,) symmetric potential.
+        ext: the last soft-min f_aa (n,) and the envelope gradients asked for (no column soft-min).
+        sweeps: iterations at the target epsilon and whether the tolerance was met.
+    """
+
+    p: Tensor
+    ext: Extrapolation
+    sweeps: Sweeps
+
+
+def _stored(cost: GroundCost, caller: str) -> Tensor:
+    """The stored (n, m) matrix of ``cost``; the kernel form needs it whole."""
+    if cost.full is None:
+        raise ValueError(f"{caller}: the kernel form needs a stored cost (GroundCost(store=True)), got a block cost")
+    return cost.full
 
 _ABSORB = 30.0
 _FLOOR = -60.0  # least exponent of E's entries: see _kernel
@@ -60,7 +96,7 @@ def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
 
 
 def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...], absorb: Callable[[], None],
-             max_iter: int, check_every: int, tol: float) -> tuple[int, bool]:
+             max_iter: int, check_every: int, tol: float) -> Sweeps:
     """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times;
     returns the number of updates and whether the tolerance was met.
 
@@ -75,7 +111,7 @@ def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...
     if check_every > max_iter:  # fixed sweeps: no check, hence no host synchronisation (and no absorption)
         for _ in range(max_iter):
             update()
-        return max_iter, False
+        return Sweeps(max_iter, False)
     for it in range(1, max_iter + 1):
         change = update()
         if it % check_every and it < max_iter:
@@ -92,26 +128,26 @@ def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...
             absorb()
             last = math.inf
         elif change <= tol:
-            return it, True
+            return Sweeps(it, True)
         else:
             last = change
         saved = dict(state)
-    return max_iter, False
+    return Sweeps(max_iter, False)
 
 
 def kernel_cross(
-    cost: GroundCost, a: Tensor, b: Tensor, f: Tensor, g: Tensor, eps: float, max_iter: int, check_every: int,
-    tol: float, want_grad: bool, want_table_grad: bool, omega: float = 1.0, marginal_tol: float | None = None,
-) -> tuple[Tensor, Tensor, Extrapolation, int, bool]:
-    """Sinkhorn on OT(a, b) from potentials f (n,), g (m,) on a stored cost, over-relaxed by ``omega`` in
-    [1, 2) (guarded, see the module docstring), until no potential moves by more than ``tol * eps`` in an
-    iteration or, with ``marginal_tol``, until the plan's column marginal is within it in L1
-    (:func:`~dsflow.ot.solvers.log_sinkhorn.marginal_error`); returns f, g, the extrapolation (row f_ba, column g_ab,
-    gradient in x, table gradient), the number of iterations and whether the tolerance was met."""
+    problem: CrossProblem, eps: float, limits: SweepLimits, want: Wanted = Wanted(), omega: float = 1.0,
+) -> CrossSolution:
+    """Sinkhorn on ``problem`` OT(a, b) from its column potential g (m,) on its stored cost, at ``eps``,
+    over-relaxed by ``omega`` in [1, 2) (guarded, see the module docstring), until no potential moves by more than
+    ``limits.tol * eps`` in an iteration or, with ``limits.marginal_tol``, until the plan's column marginal is
+    within it in L1 (:func:`~dsflow.ot.solvers.log_sinkhorn.marginal_error`), checked every
+    ``limits.check_every`` iterations, at most ``limits.max_iter``. ``problem`` itself is left as it was."""
     if not 1.0 <= omega < 2.0:
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")
-    assert cost.full is not None
-    c = cost.full
+    cost, c = problem.cost, _stored(problem.cost, "kernel_cross")
+    a, b, g = problem.a_log.exp(), problem.b_log.exp(), problem.g
+    marginal_tol, tol = limits.marginal_tol, limits.tol
     f = _row_start(c, b.log() + g / eps, eps)  # rows of E diag(b) peak at 1: none underflows
     state = {"f0": f, "g0": g, "e": _kernel(c, f, g, eps), "lu": torch.zeros_like(f), "lv": torch.zeros_like(g),
              "omega": omega}
@@ -138,29 +174,28 @@ def kernel_cross(
         return change
 
     threshold = tol * eps if marginal_tol is None else marginal_tol
-    iters, converged = _iterate(update, state, ("lu", "lv"), absorb, max_iter, check_every, threshold)
+    sweeps = _iterate(update, state, ("lu", "lv"), absorb, limits.max_iter, limits.check_every, threshold)
     e, bv = state["e"], b * state["lv"].exp()  # (m,)
     f, g = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
     su = e @ bv  # (n,): f_ba = softmin(C, g) = f0 - eps log su
     row = state["f0"] - eps * su.log()
     col = state["g0"] - eps * (e.T @ (a * state["lu"].exp())).log()  # g_ab = softmin(C^T, f)
     grad = table_grad = None
-    if want_grad or want_table_grad:
+    if want.grad or want.table_grad:
         w = a / su  # (n,) pi_ij = w_i E_ij (b v)_j, rows summing to a
-        if want_grad:
+        if want.grad:
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (bv[:, None] * cost.y)))
-        if want_table_grad:
+        if want.table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * bv[None, :])
-    return f, g, Extrapolation(row, col, grad, table_grad), iters, converged
+    return CrossSolution(f, g, Extrapolation(row, col, grad, table_grad), sweeps)
 
 
-def kernel_self(
-    cost: GroundCost, a: Tensor, p: Tensor, eps: float, max_iter: int, check_every: int, tol: float,
-    want_grad: bool, want_table_grad: bool,
-) -> tuple[Tensor, Extrapolation, int, bool]:
-    """Symmetric Sinkhorn p <- (p + softmin(C, p)) / 2 on OT(a, a) from p (n,), stored (n, n) cost."""
-    assert cost.full is not None
-    c = cost.full
+def kernel_self(problem: SelfProblem, eps: float, limits: SweepLimits, want: Wanted = Wanted()) -> SelfSolution:
+    """Symmetric Sinkhorn p <- (p + softmin(C, p)) / 2 on ``problem`` OT(a, a) from its p (n,), stored (n, n)
+    cost, at ``eps``, until no potential moves by more than ``limits.tol * eps`` (``marginal_tol`` is for cross
+    problems only)."""
+    cost, c = problem.cost, _stored(problem.cost, "kernel_self")
+    a, p = problem.a_log.exp(), problem.p
     p = 0.5 * (p + _row_start(c, a.log() + p / eps, eps))
     state = {"p0": p, "e": _kernel(c, p, p, eps), "lw": torch.zeros_like(p)}
 
@@ -176,16 +211,16 @@ def kernel_self(
         state["lw"] = new
         return change
 
-    iters, converged = _iterate(update, state, ("lw",), absorb, max_iter, check_every, tol * eps)
+    sweeps = _iterate(update, state, ("lw",), absorb, limits.max_iter, limits.check_every, limits.tol * eps)
     e, aw = state["e"], a * state["lw"].exp()  # (n,)
     p = state["p0"] + eps * state["lw"]
     su = e @ aw  # (n,)
     row = state["p0"] - eps * su.log()  # f_aa = softmin(C, p)
     grad = table_grad = None
-    if want_grad or want_table_grad:
+    if want.grad or want.table_grad:
         w = a / su  # pi_ik = w_i E_ik (a w)_k
-        if want_grad:
+        if want.grad:
             grad = 2 * cost.lambda_x * (a[:, None] * cost.x - w[:, None] * (e @ (aw[:, None] * cost.x)))
-        if want_table_grad:
+        if want.table_grad:
             table_grad = _table_grad(cost, w[:, None] * e * aw[None, :])
-    return p, Extrapolation(row, None, grad, table_grad), iters, converged
+    return SelfSolution(p, Extrapolation(row, None, grad, table_grad), sweeps)

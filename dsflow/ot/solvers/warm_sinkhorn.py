@@ -189,13 +189,10 @@ class WarmSinkhorn(OuterSolver):
         if cost.full is None:
             self._record(iterate(problem, schedule, self.limits))
             return problem.f, problem.g, problem.extrapolate(schedule.eps, want.for_cross())
-        eps = schedule.eps
-        f, g, ext, iters, converged = kernel_cross(
-            cost, a_log.exp(), b_log.exp(), problem.f, problem.g, eps, self.max_iter, self.check_every, self.tol,
-            want.x, want.sr, self.overrelax, self.marginal_tol)
-        self._record(Sweeps(iters, converged))
-        self.last_cross_iterations = iters
-        return f, g, ext
+        solved = kernel_cross(problem, schedule.eps, self.limits, want.for_cross(), self.overrelax)
+        self._record(solved.sweeps)
+        self.last_cross_iterations = solved.sweeps.iterations
+        return solved.f, solved.g, solved.ext
 
     def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: Schedule,
               want: _Want) -> tuple[Tensor, Extrapolation]:
@@ -205,11 +202,9 @@ class WarmSinkhorn(OuterSolver):
         if cost.full is None:
             self._record(iterate(problem, schedule, self.limits))
             return problem.p, problem.extrapolate(schedule.eps, want.for_self())
-        eps = schedule.eps
-        p, ext, iters, converged = kernel_self(
-            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want.x, want.ss)
-        self._record(Sweeps(iters, converged))
-        return p, ext
+        solved = kernel_self(problem, schedule.eps, self.limits, want.for_self())
+        self._record(solved.sweeps)
+        return solved.p, solved.ext
 
     # ------------------------------------------------------------------ the divergence
     def __call__(
