@@ -34,7 +34,7 @@ from torch import Tensor
 from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, Wanted
 from dsflow.ot.solvers.log_sinkhorn import CrossProblem, SelfProblem, SweepLimits, Sweeps, marginal_error
 
-__all__ = ["CrossSolution", "SelfSolution", "kernel_cross", "kernel_self"]
+__all__ = ["CrossSolution", "KernelState", "SelfSolution", "kernel_cross", "kernel_self"]
 
 
 class CrossSolution(NamedTuple):
@@ -63,6 +63,41 @@ class SelfSolution(NamedTuple):
 
     p: Tensor
     ext: Extrapolation
+    sweeps: Sweeps
+
+
+class KernelState(NamedTuple):
+    """The iterates of a kernel-form solve: potentials base + eps * log-scalings, E built from the base.
+
+    Attributes:
+        base: the potentials E was built from: (f0 (n,), g0 (m,)) of a cross problem, (p0 (n,),) of a self one.
+        kernel: E (n, m) = exp((f0_i + g0_j - C_ij) / eps), exponents clamped at -60 (:func:`_kernel`).
+        scalings: the log-scalings (lu (n,), lv (m,)), or (lw (n,),): f = f0 + eps lu, g = g0 + eps lv,
+            p = p0 + eps lw.
+        omega: over-relaxation of the updates (1: plain Sinkhorn).
+    """
+
+    base: tuple[Tensor, ...]
+    kernel: Tensor
+    scalings: tuple[Tensor, ...]
+    omega: float = 1.0
+
+    def potentials(self, eps: float) -> tuple[Tensor, ...]:
+        """The current potentials base + eps * scalings: (f (n,), g (m,)) or (p (n,),)."""
+        return tuple(b + eps * ls for b, ls in zip(self.base, self.scalings))
+
+
+class _Step(NamedTuple):
+    """One update of a kernel-form solve: the new state and its change (a 0-d tensor, still on the device)."""
+
+    state: KernelState
+    change: Tensor
+
+
+class _Run(NamedTuple):
+    """The end of :func:`_iterate`: the last state and how the sweeps ended."""
+
+    state: KernelState
     sweeps: Sweeps
 
 
@@ -95,44 +130,77 @@ def _table_grad(cost: GroundCost, plan: Tensor) -> Tensor:
     return torch.zeros_like(cost.table).index_add_(0, cost.ia, by_col, alpha=cost.lambda_y)
 
 
-def _iterate(update: Callable[[], Tensor], state: dict, scalings: tuple[str, ...], absorb: Callable[[], None],
-             max_iter: int, check_every: int, tol: float) -> Sweeps:
-    """Run ``update`` until its change is below ``tol``, checking (one host sync) every ``check_every`` times;
-    returns the number of updates and whether the tolerance was met.
+def _absorbed(state: KernelState, c: Tensor, eps: float) -> KernelState:
+    """The scalings absorbed into the base potentials, and E (n, m) rebuilt from them."""
+    base = state.potentials(eps)
+    zeros = tuple(torch.zeros_like(ls) for ls in state.scalings)
+    return KernelState(base, _kernel(c, base[0], base[-1], eps), zeros, state.omega)
 
-    At each check the scalings are absorbed if large; if they overflowed, the iterations since the last check
-    are undone and the kernel is rebuilt from the last good potentials before going on. If ``state["omega"]``
-    (over-relaxation) exceeds 1 and the change did not shrink since the previous check, the iterations since
-    then are undone and omega drops to 1. With ``check_every > max_iter`` it runs exactly ``max_iter`` updates
-    and reads nothing back to the host (the scalings must then stay within float range on their own: a warm
-    start a few sweeps from convergence).
+
+def _iterate(update: Callable[[KernelState], _Step], state: KernelState, c: Tensor, eps: float,
+             limits: SweepLimits, threshold: float) -> _Run:
+    """Run ``update`` on ``state`` until its change is below ``threshold``, checking (one host sync) every
+    ``limits.check_every`` times, at most ``limits.max_iter`` times.
+
+    At each check the scalings are absorbed (:func:`_absorbed`, on the cost c (n, m)) if large; if they overflowed,
+    the iterations since the last check are undone and the kernel is rebuilt from the last good potentials before
+    going on. If ``state.omega`` (over-relaxation) exceeds 1 and the change did not shrink since the previous check,
+    the iterations since then are undone and omega drops to 1. With ``check_every > max_iter`` it runs exactly
+    ``max_iter`` updates and reads nothing back to the host (the scalings must then stay within float range on
+    their own: a warm start a few sweeps from convergence).
     """
-    saved, last = dict(state), math.inf
+    max_iter, check_every = limits.max_iter, limits.check_every
+    saved, last = state, math.inf
     if check_every > max_iter:  # fixed sweeps: no check, hence no host synchronisation (and no absorption)
         for _ in range(max_iter):
-            update()
-        return Sweeps(max_iter, False)
+            state = update(state).state
+        return _Run(state, Sweeps(max_iter, False))
     for it in range(1, max_iter + 1):
-        change = update()
+        state, change_t = update(state)
         if it % check_every and it < max_iter:
             continue
-        big = torch.stack([state[k].abs().max() for k in scalings]).max()
-        change, big = torch.stack([change, big]).tolist()
-        if state.get("omega", 1.0) > 1.0 and not (change < last):  # over-relaxation diverging: undo, go plain
-            state.update(saved)
-            state["omega"] = 1.0
+        big_t = torch.stack([ls.abs().max() for ls in state.scalings]).max()
+        change, big = torch.stack([change_t, big_t]).tolist()
+        if state.omega > 1.0 and not (change < last):  # over-relaxation diverging: undo, go plain
+            state = saved._replace(omega=1.0)
             continue
         if not math.isfinite(big):
-            state.update(saved)
+            state = saved
         if not math.isfinite(big) or big > _ABSORB:
-            absorb()
+            state = _absorbed(state, c, eps)
             last = math.inf
-        elif change <= tol:
-            return Sweeps(it, True)
+        elif change <= threshold:
+            return _Run(state, Sweeps(it, True))
         else:
             last = change
-        saved = dict(state)
-    return Sweeps(max_iter, False)
+        saved = state
+    return _Run(state, Sweeps(max_iter, False))
+
+
+def _cross_update(state: KernelState, a: Tensor, b: Tensor, eps: float, marginal: bool) -> _Step:
+    """One (over-relaxed) iteration u = 1 / (E (b v)), v = 1 / (E^T (a u)) in log-scalings; the change is the
+    largest row-potential move, or with ``marginal`` the plan's L1 marginal errors."""
+    e, w = state.kernel, state.omega
+    lu_old, lv_old = state.scalings
+    exact = -torch.log(e @ (b * lv_old.exp()))  # (n,) the rows' Sinkhorn scaling
+    lu = exact if w == 1.0 else torch.lerp(lu_old, exact, w)  # lu + w (lu_new - lu)
+    lv = -torch.log(e.T @ (a * lu.exp()))  # (m,)
+    if not marginal:
+        change = (lu - lu_old).abs().max() * eps
+    else:  # L1 marginal errors of the plan (u, v_old): rows a_i u_i / u_exact_i, columns b_j v_old_j / v_j
+        change = marginal_error(b, lv_old - lv)
+        if w != 1.0:
+            change = change + marginal_error(a, lu - exact)
+    if w != 1.0:
+        lv = torch.lerp(lv_old, lv, w)
+    return _Step(state._replace(scalings=(lu, lv)), change)
+
+
+def _self_update(state: KernelState, a: Tensor, eps: float) -> _Step:
+    """One averaged iteration w <- (w / (E (a w)))^(1/2) in log-scalings; the change is the largest potential move."""
+    (lw,) = state.scalings
+    new = 0.5 * (lw - torch.log(state.kernel @ (a * lw.exp())))  # log of (w / (E (a w)))^(1/2)
+    return _Step(state._replace(scalings=(new,)), (new - lw).abs().max() * eps)
 
 
 def kernel_cross(
@@ -147,39 +215,21 @@ def kernel_cross(
         raise ValueError(f"kernel_cross: over-relaxation omega must lie in [1, 2), got {omega}")
     cost, c = problem.cost, _stored(problem.cost, "kernel_cross")
     a, b, g = problem.a_log.exp(), problem.b_log.exp(), problem.g
-    marginal_tol, tol = limits.marginal_tol, limits.tol
     f = _row_start(c, b.log() + g / eps, eps)  # rows of E diag(b) peak at 1: none underflows
-    state = {"f0": f, "g0": g, "e": _kernel(c, f, g, eps), "lu": torch.zeros_like(f), "lv": torch.zeros_like(g),
-             "omega": omega}
+    start = KernelState((f, g), _kernel(c, f, g, eps), (torch.zeros_like(f), torch.zeros_like(g)), omega)
+    marginal = limits.marginal_tol is not None
+    threshold = limits.marginal_tol if limits.marginal_tol is not None else limits.tol * eps
 
-    def absorb() -> None:
-        state["f0"], state["g0"] = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
-        state["e"] = _kernel(c, state["f0"], state["g0"], eps)
-        state["lu"], state["lv"] = torch.zeros_like(f), torch.zeros_like(g)
+    def update(state: KernelState) -> _Step:
+        return _cross_update(state, a, b, eps, marginal)
 
-    def update() -> Tensor:
-        e, w = state["e"], state["omega"]
-        exact = -torch.log(e @ (b * state["lv"].exp()))  # (n,) the rows' Sinkhorn scaling
-        lu = exact if w == 1.0 else torch.lerp(state["lu"], exact, w)  # lu + w (lu_new - lu)
-        lv = -torch.log(e.T @ (a * lu.exp()))  # (m,)
-        if marginal_tol is None:
-            change = (lu - state["lu"]).abs().max() * eps
-        else:  # L1 marginal errors of the plan (u, v_old): rows a_i u_i / u_exact_i, columns b_j v_old_j / v_j
-            change = marginal_error(b, state["lv"] - lv)
-            if w != 1.0:
-                change = change + marginal_error(a, lu - exact)
-        if w != 1.0:
-            lv = torch.lerp(state["lv"], lv, w)
-        state["lu"], state["lv"] = lu, lv
-        return change
-
-    threshold = tol * eps if marginal_tol is None else marginal_tol
-    sweeps = _iterate(update, state, ("lu", "lv"), absorb, limits.max_iter, limits.check_every, threshold)
-    e, bv = state["e"], b * state["lv"].exp()  # (m,)
-    f, g = state["f0"] + eps * state["lu"], state["g0"] + eps * state["lv"]
+    state, sweeps = _iterate(update, start, c, eps, limits, threshold)
+    e, (f0, g0), (lu, lv) = state.kernel, state.base, state.scalings
+    bv = b * lv.exp()  # (m,)
+    f, g = state.potentials(eps)
     su = e @ bv  # (n,): f_ba = softmin(C, g) = f0 - eps log su
-    row = state["f0"] - eps * su.log()
-    col = state["g0"] - eps * (e.T @ (a * state["lu"].exp())).log()  # g_ab = softmin(C^T, f)
+    row = f0 - eps * su.log()
+    col = g0 - eps * (e.T @ (a * lu.exp())).log()  # g_ab = softmin(C^T, f)
     grad = table_grad = None
     if want.grad or want.table_grad:
         w = a / su  # (n,) pi_ij = w_i E_ij (b v)_j, rows summing to a
@@ -197,25 +247,17 @@ def kernel_self(problem: SelfProblem, eps: float, limits: SweepLimits, want: Wan
     cost, c = problem.cost, _stored(problem.cost, "kernel_self")
     a, p = problem.a_log.exp(), problem.p
     p = 0.5 * (p + _row_start(c, a.log() + p / eps, eps))
-    state = {"p0": p, "e": _kernel(c, p, p, eps), "lw": torch.zeros_like(p)}
+    start = KernelState((p,), _kernel(c, p, p, eps), (torch.zeros_like(p),))
 
-    def absorb() -> None:
-        state["p0"] = state["p0"] + eps * state["lw"]
-        state["e"] = _kernel(c, state["p0"], state["p0"], eps)
-        state["lw"] = torch.zeros_like(p)
+    def update(state: KernelState) -> _Step:
+        return _self_update(state, a, eps)
 
-    def update() -> Tensor:
-        lw = state["lw"]
-        new = 0.5 * (lw - torch.log(state["e"] @ (a * lw.exp())))  # log of (w / (E (a w)))^(1/2)
-        change = (new - lw).abs().max() * eps
-        state["lw"] = new
-        return change
-
-    sweeps = _iterate(update, state, ("lw",), absorb, limits.max_iter, limits.check_every, limits.tol * eps)
-    e, aw = state["e"], a * state["lw"].exp()  # (n,)
-    p = state["p0"] + eps * state["lw"]
+    state, sweeps = _iterate(update, start, c, eps, limits, limits.tol * eps)
+    e, (p0,), (lw,) = state.kernel, state.base, state.scalings
+    aw = a * lw.exp()  # (n,)
+    (p,) = state.potentials(eps)
     su = e @ aw  # (n,)
-    row = state["p0"] - eps * su.log()  # f_aa = softmin(C, p)
+    row = p0 - eps * su.log()  # f_aa = softmin(C, p)
     grad = table_grad = None
     if want.grad or want.table_grad:
         w = a / su  # pi_ik = w_i E_ik (a w)_k
