@@ -105,8 +105,7 @@ def cross_term_svd(factors_a: Tensor, factors_b: Tensor) -> Tensor:
 def _trace(stats: LabelStats) -> Tensor:
     if stats.factors is not None:
         return stats.factors.pow(2).sum((-1, -2))
-    assert stats.covs is not None
-    return torch.diagonal(stats.covs, dim1=-2, dim2=-1).sum(-1)
+    return torch.diagonal(stats.full_covs(), dim1=-2, dim2=-1).sum(-1)  # the stored covs: factors are None
 
 
 def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:

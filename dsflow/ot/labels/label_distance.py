@@ -129,8 +129,7 @@ class DiagonalStats:
         if stats.factors is not None:
             var = stats.factors.pow(2).sum(-1)  # (C, d)
         else:
-            assert stats.covs is not None
-            var = torch.diagonal(stats.covs, dim1=-2, dim2=-1)
+            var = torch.diagonal(stats.full_covs(), dim1=-2, dim2=-1)  # the stored covs: factors are None
         return cls(stats.means, var, stats.counts)
 
 

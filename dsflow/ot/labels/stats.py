@@ -47,6 +47,10 @@ class LabelStats:
     counts: Tensor
     samples: Samples | None = None
 
+    def __post_init__(self) -> None:
+        if self.covs is None and self.factors is None:
+            raise ValueError("LabelStats: covs and factors are both None; the class covariances need one of them")
+
     @property
     def num_classes(self) -> int:
         return self.means.shape[0]
@@ -59,7 +63,8 @@ class LabelStats:
         """(C, d, d) covariances, formed from the factors when they are not stored."""
         if self.covs is not None:
             return self.covs
-        assert self.factors is not None
+        if self.factors is None:  # unreachable past __post_init__, unless a field was replaced by force
+            raise ValueError("LabelStats.full_covs: covs and factors are both None")
         return self.factors @ self.factors.transpose(-1, -2)  # (C, d, d)
 
     def detach(self) -> "LabelStats":
