@@ -56,17 +56,21 @@ def batched_eigvalsh(mats: Tensor) -> Tensor:
     """
     workers = torch.get_num_threads()
     if mats.device.type != "cpu" or workers < 2 or mats.ndim < 3 or mats[..., 0, 0].numel() < 2:
-        return torch.linalg.eigvalsh(mats)
+        evals: Tensor = torch.linalg.eigvalsh(mats)  # (..., k)
+        return evals
     flat = mats.reshape(-1, *mats.shape[-2:])
     chunks = flat.chunk(min(workers, flat.shape[0]))
-    return torch.cat(list(_pool(workers).map(torch.linalg.eigvalsh, chunks))).reshape(mats.shape[:-1])
+    parts: list[Tensor] = list(_pool(workers).map(torch.linalg.eigvalsh, chunks))
+    out: Tensor = torch.cat(parts).reshape(mats.shape[:-1])
+    return out
 
 
 def sqrtm_psd(covs: Tensor) -> Tensor:
     """(..., d, d) symmetric square roots of PSD matrices by eigendecomposition (negative eigenvalues clipped)."""
     evals, evecs = torch.linalg.eigh(covs)
     root = evals.clamp_min(0).sqrt()
-    return (evecs * root[..., None, :]) @ evecs.transpose(-1, -2)  # (..., d, d)
+    out: Tensor = (evecs * root[..., None, :]) @ evecs.transpose(-1, -2)  # (..., d, d)
+    return out
 
 
 def _safe_sqrt(v: Tensor) -> Tensor:
@@ -97,7 +101,7 @@ def cross_term_svd(factors_a: Tensor, factors_b: Tensor) -> Tensor:
         factors_b: (Cb, d, rb) factors.
     """
     prods = torch.einsum("adi,bdj->abij", factors_a, factors_b)  # (Ca, Cb, ra, rb)
-    sv = torch.linalg.svdvals(prods)  # (Ca, Cb, min(ra, rb))
+    sv: Tensor = torch.linalg.svdvals(prods)  # (Ca, Cb, min(ra, rb))
     keep = sv > _RANK_RTOL * sv.amax(-1, keepdim=True).detach()
     return (sv * keep).sum(-1)
 

@@ -199,4 +199,5 @@ class ExactLabelDistance(LabelDistance):
             "sinkhorn", p=2, blur=self.eps**0.5, scaling=self.scaling, cost=squared_distances, debias=True,
             diameter=diameter, backend="tensorized",
         )
-        return loss(wa, pa, wb, pb).reshape(ca, cb).clamp_min(0)
+        values: Tensor = loss(wa, pa, wb, pb)  # (Ca Cb,)
+        return values.reshape(ca, cb).clamp_min(0)

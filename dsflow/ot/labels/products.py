@@ -43,7 +43,7 @@ def inner_products(x: Tensor, y: Tensor) -> Gram:
     return Gram(prod, centre)
 
 
-def _key(x: Tensor, y: Tensor) -> tuple:
+def _key(x: Tensor, y: Tensor) -> tuple[object, ...]:
     return tuple((t.data_ptr(), t._version, tuple(t.shape), t.stride(), t.dtype, t.device) for t in (x, y))
 
 
@@ -62,7 +62,7 @@ class SharedProducts:
         if limit < 0 or max_entries < 1:
             raise ValueError(f"SharedProducts: need limit >= 0 and max_entries >= 1, got {limit}, {max_entries}")
         self.limit, self.max_entries = limit, max_entries
-        self._entries: list[tuple[tuple, tuple[Tensor, Tensor], Gram]] = []
+        self._entries: list[tuple[tuple[object, ...], tuple[Tensor, Tensor], Gram]] = []
 
     def __len__(self) -> int:
         return len(self._entries)

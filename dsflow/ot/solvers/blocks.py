@@ -18,7 +18,7 @@ Every function here runs without autograd: the solver forms gradients itself fro
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -101,7 +101,7 @@ class GroundCost:
             c.add_(self.table[self.ia[start:stop]][:, self.ib], alpha=self.lambda_y)  # (B, m) label look-up
         return c
 
-    def blocks(self):
+    def blocks(self) -> Iterator[tuple[int, int, Tensor]]:
         """Yield (start, stop, C[start:stop]) covering all rows."""
         for start in range(0, self.n, self.block_rows):
             stop = min(start + self.block_rows, self.n)
@@ -206,7 +206,7 @@ def extrapolate(
         logits = torch.sub(h_cols[None, :], c, alpha=1.0 / eps)  # (B, m)
         lse = logsumexp(logits.clone(), dim=1)  # (B,)
         row[start:stop] = -eps * lse
-        if col is not None:
+        if col is not None and h_rows is not None:  # col exists exactly when h_rows was given
             col = torch.logaddexp(col, logsumexp(cost.shifted(c, h_rows[start:stop, None], eps), dim=0))
         if grad is None and table_grad is None:
             continue

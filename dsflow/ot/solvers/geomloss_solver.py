@@ -69,4 +69,5 @@ class GeomlossSolver(OuterSolver):
             weights = x.new_full((x.shape[0],), 1.0 / x.shape[0])
         if ref_weights is None:
             ref_weights = x_ref.new_full((x_ref.shape[0],), 1.0 / x_ref.shape[0])
-        return loss(weights, za, ref_weights, zb)
+        value: Tensor = loss(weights, za, ref_weights, zb)
+        return value

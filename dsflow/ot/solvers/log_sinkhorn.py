@@ -144,12 +144,18 @@ def iterate(problem: Problem, schedule: Schedule, limits: SweepLimits) -> Sweeps
     problem with ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every``
     sweeps, or ``max_iter`` sweeps."""
     eps = schedule.eps
-    marginal = limits.marginal_tol is not None and isinstance(problem, CrossProblem)
-    threshold = limits.marginal_tol if marginal else limits.tol * eps
+    marginal_tol = limits.marginal_tol if isinstance(problem, CrossProblem) else None
+    threshold = marginal_tol if marginal_tol is not None else limits.tol * eps
     for it in range(1, limits.max_iter + 1):
-        change = problem.sweep(eps, marginal=True) if marginal else problem.sweep(eps)
-        if it % limits.check_every == 0 and float(change) <= threshold:
-            return Sweeps(it, True)
+        if marginal_tol is not None and isinstance(problem, CrossProblem):
+            change = problem.sweep(eps, marginal=True)
+        else:
+            change = problem.sweep(eps)
+        if it % limits.check_every == 0:
+            if change is None:
+                raise RuntimeError(f"iterate: {type(problem).__name__}.sweep measured no change")
+            if float(change) <= threshold:
+                return Sweeps(it, True)
     return Sweeps(limits.max_iter, False)
 
 

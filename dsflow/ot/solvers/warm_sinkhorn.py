@@ -60,6 +60,23 @@ class _Want(NamedTuple):
         return Wanted(self.x, self.ss)
 
 
+class _Parts(NamedTuple):
+    """The Sinkhorn divergence (a 0-d tensor) and its envelope gradients in x (n, d), ss and sr (None: not wanted),
+    in the order :class:`~dsflow.ot.solvers.warm_state.EnvelopeValue` takes them."""
+
+    value: Tensor
+    grad_x: Tensor | None
+    grad_ss: Tensor | None
+    grad_sr: Tensor | None
+
+
+def _given(t: Tensor | None, what: str) -> Tensor:
+    """t, which the solve must have formed; a RuntimeError naming ``what`` if it did not."""
+    if t is None:
+        raise RuntimeError(f"WarmSinkhorn: {what} was not formed")
+    return t
+
+
 class WarmSinkhorn(OuterSolver):
     """Warm-started log-domain Sinkhorn divergence with envelope gradients and an optional block path.
 
@@ -124,7 +141,7 @@ class WarmSinkhorn(OuterSolver):
     def reset(self) -> None:
         """Forget the warm-start potentials and the cached reference term."""
         self._state: WarmState | None = None  # live, or restored from a checkpoint (device None) until used
-        self._reference: tuple[tuple, Tensor] | None = None  # (problem key, <b, g_bb>)
+        self._reference: tuple[tuple[object, ...], Tensor] | None = None  # (problem key, <b, g_bb>)
 
     def shared_products(self) -> SharedProducts:
         """Products up to ``dense_limit`` entries: the stored costs take them from the label tables."""
@@ -228,7 +245,8 @@ class WarmSinkhorn(OuterSolver):
             parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
         if labels.products is not None:
             labels.products.clear()  # products this call did not take are stale from now on
-        return EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
+        value: Tensor = EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
+        return value
 
     def _start(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, store: bool) -> WarmState | None:
         """The potentials this call starts from: the previous call's when they solve the same problem, a
@@ -250,7 +268,7 @@ class WarmSinkhorn(OuterSolver):
         return WarmState(n, m, s, x.device, x.dtype, g, p=p)
 
     def _solve(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, weights: Tensor | None,
-               ref_weights: Tensor | None, want: _Want):
+               ref_weights: Tensor | None, want: _Want) -> _Parts:
         """(value, grad in x, grad in ss, grad in sr) of the Sinkhorn divergence; gradients None if not wanted."""
         n, m = x.shape[0], x_ref.shape[0]
         a = x.new_full((n,), 1.0 / n) if weights is None else weights
@@ -268,7 +286,7 @@ class WarmSinkhorn(OuterSolver):
         g0 = warm.g if warm is not None else torch.zeros_like(b_log)
         f, g, ext = self._cross(c_xy, a_log, b_log, g0, schedule, want)
         del c_xy
-        value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
+        value = (a * ext.row).sum() + (b * _given(ext.col, "the cross column potential")).sum()  # <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
         moved = [(g - g0).abs().max() if warm is not None else g.new_zeros(()), g.new_zeros(())]  # cross, self
         cold_levels = warm.cold_levels if warm is not None and warm.cold_levels is not None else len(schedule.levels)
@@ -281,10 +299,10 @@ class WarmSinkhorn(OuterSolver):
                 moved[1] = (p - p0).abs().max()
             value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
             if grad is not None:
-                grad = grad - ext_xx.grad
+                grad = grad - _given(ext_xx.grad, "the self problem's gradient in x")
             if ext_xx.table_grad is not None:
                 grad_ss = -0.5 * ext_xx.table_grad  # d(-OT(a, a) / 2) / d ss: half the self plan's label mass
         if self.warm_start:
             changes = torch.stack(moved)  # (2,)
             self._state = WarmState(n, m, s, x.device, x.dtype, g, f, p, changes, cold_levels, host_later(changes))
-        return value, grad, grad_ss, grad_sr
+        return _Parts(value, grad, grad_ss, grad_sr)
