@@ -28,7 +28,7 @@ import lightning as L
 import torch
 
 from dsflow.experiments import common, runs
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 
 
 class StepTimer(L.Callback):
@@ -65,7 +65,7 @@ def run_one(devices: int, n: int, m: int, steps: int, warmup: int, accelerator: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     parser = common.parser(__doc__, out=None, seeds=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000], help="n particles")
     parser.add_argument("--ref-factor", type=int, default=1, help="reference size m = ref_factor * n")

@@ -29,8 +29,8 @@ from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
-from dsflow.ot.denormals import flush_denormals
 from dsflow.flows.module import FlowModule
+from dsflow.process import flush_denormals
 
 __all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger"]
 
@@ -168,7 +168,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
     With ``run=False`` (and no subcommand in ``args``) the classes are built and nothing is run: the flow's
     data and module as a config describes them.
     """
-    flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.ot.denormals
+    flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.process
     quiet_third_party()
     return FlowCLI(
         FlowModule,

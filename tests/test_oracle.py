@@ -205,7 +205,7 @@ def test_label_coupling_is_the_optimal_plan_for_unequal_histograms() -> None:
     """ot.emd's plan meets both histograms and costs no more than the linear programme's optimum."""
     from scipy.optimize import linprog
 
-    from dsflow.ot.coupling import CouplingHead, label_coupling
+    from dsflow.ot.labels.coupling import CouplingHead, label_coupling
 
     gen = torch.Generator().manual_seed(1)
     cost = torch.rand(4, 3, generator=gen, dtype=torch.float64) * 10  # (C', C)

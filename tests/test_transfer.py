@@ -11,7 +11,7 @@ import torch
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
 from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, save_tensors
 from tests.real_data import require_data
-from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
+from dsflow.ot.labels.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks import load_oracle
 from dsflow.tasks.transfer import accuracy, class_map, landing_labels, landing_report
 from dsflow.experiments import transfer, transfer_schedule

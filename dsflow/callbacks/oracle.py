@@ -11,7 +11,7 @@ class, titled with step and accuracy), ``oracle/curves.png`` (Fig. 6: accuracy a
 and reference); see :mod:`dsflow.callbacks.flow_figures`.
 
 Scoring (:func:`score`): the oracle's C-class probabilities, mapped to the flow's C' labels by a
-:class:`~dsflow.ot.coupling.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
+:class:`~dsflow.ot.labels.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
 reference classes for the flow's own label distances; never a mapping read off true labels). For flows on k-means
 pseudo-labels (:class:`~dsflow.data.PseudoLabeled`), the predicted cluster is mapped to a true label by the
 Hungarian alignment of clusters to true labels: for scoring only.
@@ -33,9 +33,9 @@ from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
 from dsflow.flows.interface import FlowLike, as_flow, particle_features
 from dsflow.io import write_json
-from dsflow.ot.coupling import CouplingHead, label_coupling
-from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
-from dsflow.ot.stats import class_counts
+from dsflow.ot.labels.coupling import CouplingHead, label_coupling
+from dsflow.ot.labels.label_distance import GaussianLabelDistance, LabelDistance
+from dsflow.ot.labels.stats import class_counts
 from dsflow.tasks.oracle import Oracle, load_oracle
 
 __all__ = ["OracleScorer", "score", "coupling_head"]

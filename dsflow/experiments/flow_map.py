@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from dsflow.experiments import common, runs
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 
 __all__ = ["FlowMapResult", "parse", "main"]
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> FlowMapResult:
     """Fit and keep the best restart (``<out>/results.json``: the result and the options)."""
     from dsflow.callbacks.transfer_figures import flow_map_figure
 
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     common.set_threads(args.threads)
     out = Path(args.out or Path(args.run) / "flow_map")

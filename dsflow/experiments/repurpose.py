@@ -29,7 +29,7 @@ import yaml
 from dsflow.cli import flow_main
 from dsflow.experiments import common, runs
 from dsflow.io import write_json
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 
 __all__ = ["parse", "configs", "main"]
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     """Run the sweep; returns each run's label -> its scorer's history (step, objective, accuracy %)."""
     from dsflow.callbacks.transfer_figures import repurpose_figure
 
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     common.set_threads(args.threads)
     sweep = configs(args)

@@ -45,9 +45,9 @@ import torch
 from dsflow.experiments import common, runs, table1
 from dsflow.flows import FlowModule
 from dsflow.host_reads import HostReads
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 from dsflow.ot.otdd import otdd
-from dsflow.ot.warm_sinkhorn import WarmSinkhorn
+from dsflow.ot import WarmSinkhorn
 
 DEFAULT_SIZES = {"784d": [500, 2000, 5000], "2d": [300, 3000], **{
     name: [2000, 5000] for name in ("fmnist", "fmnist-pseudo", "usps", "usps-pseudo")}}
@@ -85,7 +85,7 @@ def gradient_error(module: FlowModule) -> float:
     The solver's warm-start state is put back afterwards, so that the next step starts as it would have."""
     term = module.objective.terms[0]
     state = module.state()
-    saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.warm_state), never changed in place
+    saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.solvers.warm_state), never changed in place
     grads = []
     for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
         x = state.x.detach().clone().requires_grad_(True)
@@ -128,7 +128,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
 
 
 def main(argv: list[str] | None = None) -> None:
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     p = common.parser(__doc__, out=None, seeds=None)
     p.add_argument("--sizes", type=int, nargs="+", help="n = m for every workload (default: per workload)")
     p.add_argument("--workloads", nargs="+", default=["784d", "2d"], choices=list(DEFAULT_SIZES))

@@ -39,7 +39,7 @@ from pathlib import Path
 
 from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import table1_targets
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 
 __all__ = ["Mode", "ModeRun", "Table1Row", "FLOW", "ORACLE", "parse", "target_overrides", "flow_args",
            "oracle_checkpoint", "run_dir", "run_row", "main", "table"]
@@ -195,7 +195,7 @@ def run_row(target: str, seed: int, args: argparse.Namespace, oracle: str, progr
 
 
 def main(argv: list[str] | None = None) -> list[Table1Row]:
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     common.set_threads(args.threads)
     oracle, oracle_acc = oracle_checkpoint(args)

@@ -64,7 +64,7 @@ from dsflow.experiments.transfer_data import flow_overrides, flowed_sets, fresh,
 from dsflow.experiments.transfer_report import combine, figures, report, summarise
 from dsflow.experiments.transfer_settings import Setting, SummaryRow, Task, TaskRecord, TransferOptions
 from dsflow.io import write_json
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 from dsflow.tasks.transfer import accuracy
 
 __all__ = ["FLOW", "LENET", "FINETUNE", "SETTING_NAMES", "parse", "train", "source_model", "cached_task", "one_task", "main"]
@@ -199,7 +199,7 @@ def one_task(task: Task, opts: TransferOptions) -> TaskRecord:
 
 
 def main(argv: list[str] | None = None) -> list[SummaryRow]:
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     if args.combine:
         return combine(args.combine, Path(args.out))

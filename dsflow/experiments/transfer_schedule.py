@@ -30,7 +30,7 @@ from dsflow.experiments import common, runs
 from dsflow.experiments.transfer import FLOW
 from dsflow.experiments.transfer_data import flow_overrides, same_labels
 from dsflow.io import load_trajectory
-from dsflow.ot.denormals import flush_denormals
+from dsflow.process import flush_denormals
 from dsflow.tasks.transfer import landing_report
 
 __all__ = ["LABEL_DISTANCES", "ScheduleRun", "parse", "objective_curve", "run_one", "main", "table", "figure"]
@@ -100,7 +100,7 @@ def run_one(pair: str, k: int, seed: int, dist: str, args: argparse.Namespace) -
 
 
 def main(argv: list[str] | None = None) -> list[ScheduleRun]:
-    flush_denormals()  # before torch's worker threads start (dsflow.ot.denormals), as flow.py does
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     common.set_threads(args.threads)
     out, results = Path(args.out), []

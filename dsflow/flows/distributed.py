@@ -120,7 +120,7 @@ def _key(t: Tensor) -> tuple:
 
 class ReferenceShards:
     """A :class:`ShardPlan` with the local shards' reference tensors gathered once (stable tensors, so solvers
-    that cache reference-only work, like :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`, keep their cache)."""
+    that cache reference-only work, like :class:`~dsflow.ot.WarmSinkhorn`, keep their cache)."""
 
     def __init__(self, plan: ShardPlan) -> None:
         self.plan = plan

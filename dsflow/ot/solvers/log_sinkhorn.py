@@ -1,6 +1,6 @@
 """Log-domain Sinkhorn on the OTDD ground cost, one sweep at a time, with epsilon-scaling written once.
 
-A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.blocks` gives their sweeps):
+A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.solvers.blocks` gives their sweeps):
 
 * :class:`CrossProblem` OT(a, b): f <- softmin(C, g), g <- softmin(C^T, f);
 * :class:`SelfProblem` OT(a, a): the symmetric update p <- (p + softmin(C, p)) / 2.
@@ -8,7 +8,8 @@ A Sinkhorn divergence needs two kinds of problem (:mod:`dsflow.ot.blocks` gives 
 Both are driven the same way: :func:`anneal` sweeps once at each epsilon of a schedule above the target
 (epsilon-scaling, Schmitzer 2019; geomloss's schedule, :func:`cold_schedule`), then :func:`iterate` sweeps at the
 target epsilon until the potentials stop moving. A warm start anneals over fewer levels (:func:`warm_schedule`).
-Everything runs without autograd.
+Epsilon travels one way: from the settings into a :class:`Schedule`, from it into each sweep and into the
+problem's final soft-min (:meth:`CrossProblem.extrapolate`). Everything runs without autograd.
 """
 
 from __future__ import annotations
@@ -19,14 +20,26 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import GroundCost, sweep_cross, sweep_self
 from dsflow.ot.costs import OTDDSettings
 from dsflow.ot.distances import bounding_diameter
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, Wanted, extrapolate, sweep_cross, sweep_self
 
 __all__ = [
-    "SweepLimits", "Problem", "CrossProblem", "SelfProblem", "marginal_error", "anneal", "iterate", "solve", "cold_schedule",
-    "warm_schedule",
+    "Schedule", "SweepLimits", "Sweeps", "Problem", "CrossProblem", "SelfProblem", "marginal_error", "anneal",
+    "iterate", "solve", "cold_schedule", "warm_schedule",
 ]
+
+
+class Schedule(NamedTuple):
+    """The epsilons of one solve: epsilon-scaling levels, then the target.
+
+    Attributes:
+        levels: epsilons swept once each, largest first, all above ``eps`` (empty: no annealing).
+        eps: the target epsilon, swept at until the tolerance (:class:`SweepLimits`) and extrapolated at.
+    """
+
+    levels: list[float]
+    eps: float
 
 
 class SweepLimits(NamedTuple):
@@ -44,6 +57,18 @@ class SweepLimits(NamedTuple):
     max_iter: int
     check_every: int
     marginal_tol: float | None = None
+
+
+class Sweeps(NamedTuple):
+    """How sweeping at the target epsilon ended.
+
+    Attributes:
+        iterations: sweeps made at the target epsilon.
+        converged: whether the tolerance was met (False when stopped at ``max_iter``).
+    """
+
+    iterations: int
+    converged: bool
 
 
 class Problem(Protocol):
@@ -77,6 +102,12 @@ class CrossProblem:
         self.f = f_new
         return change
 
+    def extrapolate(self, eps: float, want: Wanted = Wanted()) -> Extrapolation:
+        """The last soft-mins at ``eps``: f_ba (n,) = softmin(C, g), g_ab (m,) = softmin(C^T, f), with the envelope
+        gradients ``want`` asks for (:func:`~dsflow.ot.solvers.blocks.extrapolate`)."""
+        return extrapolate(self.cost, self.a_log, self.b_log + self.g / eps, eps, h_rows=self.a_log + self.f / eps,
+                           want=want)
+
 
 class SelfProblem:
     """OT(a, a) on ``cost`` (n, n): the symmetric potential p (n,), starting at ``p``."""
@@ -91,6 +122,10 @@ class SelfProblem:
         self.p = new
         return change
 
+    def extrapolate(self, eps: float, want: Wanted = Wanted()) -> Extrapolation:
+        """The last soft-min at ``eps``: f_aa (n,) = softmin(C, p), with the envelope gradients ``want`` asks for."""
+        return extrapolate(self.cost, self.a_log, self.a_log + self.p / eps, eps, want=want)
+
 
 def marginal_error(mass: Tensor, log_ratio: Tensor) -> Tensor:
     """() L1 error sum_j |pi_j - mass_j| of a plan's marginal pi_j = mass_j exp(log_ratio_j) (k,): a plan whose
@@ -98,45 +133,52 @@ def marginal_error(mass: Tensor, log_ratio: Tensor) -> Tensor:
     return (mass * torch.expm1(log_ratio).abs()).sum()
 
 
-def anneal(problem: Problem, schedule: list[float]) -> None:
-    """Epsilon-scaling: one sweep at each level of ``schedule`` above the target (its last entry)."""
-    for eps in schedule[:-1]:
+def anneal(problem: Problem, schedule: Schedule) -> None:
+    """Epsilon-scaling: one sweep at each level of ``schedule`` above the target."""
+    for eps in schedule.levels:
         problem.sweep(eps, measure=False)
 
 
-def iterate(problem: Problem, eps: float, limits: SweepLimits) -> tuple[int, bool]:
-    """Sweep at ``eps`` until the potentials move by at most ``tol * eps`` (or, for a cross problem with
-    ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every`` sweeps, or
-    ``max_iter`` sweeps; returns the sweeps made and whether the tolerance was met."""
-    marginal = limits.marginal_tol is not None and isinstance(problem, CrossProblem)
-    threshold = limits.marginal_tol if marginal else limits.tol * eps
+def iterate(problem: Problem, schedule: Schedule, limits: SweepLimits) -> Sweeps:
+    """Sweep at the target ``schedule.eps`` until the potentials move by at most ``tol * eps`` (or, for a cross
+    problem with ``marginal_tol``, until its column marginal is within that in L1), checked every ``check_every``
+    sweeps, or ``max_iter`` sweeps."""
+    eps = schedule.eps
+    marginal_tol = limits.marginal_tol if isinstance(problem, CrossProblem) else None
+    threshold = marginal_tol if marginal_tol is not None else limits.tol * eps
     for it in range(1, limits.max_iter + 1):
-        change = problem.sweep(eps, marginal=True) if marginal else problem.sweep(eps)
-        if it % limits.check_every == 0 and float(change) <= threshold:
-            return it, True
-    return limits.max_iter, False
+        if marginal_tol is not None and isinstance(problem, CrossProblem):
+            change = problem.sweep(eps, marginal=True)
+        else:
+            change = problem.sweep(eps)
+        if it % limits.check_every == 0:
+            if change is None:
+                raise RuntimeError(f"iterate: {type(problem).__name__}.sweep measured no change")
+            if float(change) <= threshold:
+                return Sweeps(it, True)
+    return Sweeps(limits.max_iter, False)
 
 
-def solve(problem: Problem, schedule: list[float], limits: SweepLimits) -> tuple[int, bool]:
+def solve(problem: Problem, schedule: Schedule, limits: SweepLimits) -> Sweeps:
     """:func:`anneal` over ``schedule``, then :func:`iterate` at its target epsilon."""
     anneal(problem, schedule)
-    return iterate(problem, schedule[-1], limits)
+    return iterate(problem, schedule, limits)
 
 
-def cold_schedule(clouds: tuple[Tensor, ...], table: Tensor, s: OTDDSettings) -> list[float]:
+def cold_schedule(clouds: tuple[Tensor, ...], table: Tensor, s: OTDDSettings) -> Schedule:
     """Epsilon-scaling from the largest cost down to eps, by factors scaling^2 (geomloss's schedule).
 
     Args: clouds (k, d) the point clouds of the problem, table the label distances they may meet.
     """
     top = s.lambda_x * bounding_diameter(*clouds) ** 2 + s.lambda_y * float(table.max()) + s.eps
     steps = max(0, math.ceil(math.log(top / s.eps) / (-2 * math.log(s.scaling))))
-    return [top * s.scaling ** (2 * k) for k in range(steps)] + [s.eps]
+    return Schedule([top * s.scaling ** (2 * k) for k in range(steps)], s.eps)
 
 
-def warm_schedule(moved: float, s: OTDDSettings, margin: int, most: int, cold_levels: int | None) -> list[float]:
+def warm_schedule(moved: float, s: OTDDSettings, margin: int, most: int, cold_levels: int | None) -> Schedule:
     """Epsilon levels of a warm start whose potentials moved by ``moved`` in the previous call: from
     eps * moved / eps down to eps by factors scaling^2, plus ``margin`` levels, at most ``most`` and never more
     than the cold start had (``cold_levels``, None: no such bound)."""
     levels = math.ceil(math.log(max(moved, s.eps) / s.eps) / (-2 * math.log(s.scaling))) + margin
     levels = min(most, levels, levels if cold_levels is None else cold_levels)
-    return [s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)] + [s.eps]
+    return Schedule([s.eps * s.scaling ** (-2 * k) for k in range(levels, 0, -1)], s.eps)

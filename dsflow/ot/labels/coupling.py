@@ -53,6 +53,8 @@ class CouplingHead(nn.Module):
             raise ValueError("CouplingHead: coupling must be a non-negative (C', C) matrix without empty rows")
         self.register_buffer("weight", (coupling / rows).float())  # (C', C), rows sum to 1
 
+    weight: Tensor  # (C', C) buffer, rows sum to 1
+
     def forward(self, probs: Tensor) -> Tensor:
         """probs (n, C) -> scores (n, C')."""
         return probs @ self.weight.T

@@ -1,4 +1,4 @@
-"""Float32 denormals flushed to zero on the CPU, for the whole process.
+"""Process-wide settings (not math): float32 denormals flushed to zero on the CPU, for the whole process.
 
 At a small epsilon most entries of a Sinkhorn kernel are tiny (classes far apart under the label cost), and their
 products with the scalings and the particles' coordinates fall below float32's smallest normal number

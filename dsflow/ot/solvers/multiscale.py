@@ -13,9 +13,9 @@ import math
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import extrapolate, ground_cost
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.log_sinkhorn import CrossProblem, SelfProblem, SweepLimits, cold_schedule, solve
+from dsflow.ot.solvers.blocks import extrapolate, ground_cost
+from dsflow.ot.solvers.log_sinkhorn import CrossProblem, SelfProblem, SweepLimits, cold_schedule, solve
 
 __all__ = ["coarse_cross", "coarse_self"]
 

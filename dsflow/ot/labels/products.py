@@ -1,15 +1,15 @@
 """One inner-product GEMM per pair of point clouds and step, shared by the label tables and the outer cost.
 
 A flow step in fd-fl needs x y^T twice: the Gaussian label tables take the class blocks of the centred Gram
-(the Bures cross terms, :mod:`dsflow.ot.bures`) and the outer Sinkhorn its ground cost |x|^2 + |y|^2 - 2 x y^T
-(:mod:`dsflow.ot.blocks`); the same holds for x x^T (the tables ss and the self problem). The step's
+(the Bures cross terms, :mod:`dsflow.ot.labels.bures`) and the outer Sinkhorn its ground cost |x|^2 + |y|^2 - 2 x y^T
+(:mod:`dsflow.ot.solvers.blocks`); the same holds for x x^T (the tables ss and the self problem). The step's
 :class:`SharedProducts` carries the products from one user to the other as explicit data: the tables put each
 product into it (:meth:`SharedProducts.gram`), it travels with the tables in
 :class:`~dsflow.ot.costs.LabelCosts`, and the solver takes the products out (:meth:`SharedProducts.take`), so
 the second user skips the GEMM (at 784-d, classes of 200: about a quarter of a step's matrix-product arithmetic).
 
 The bundle is made by the solver that will take the products
-(:meth:`~dsflow.ot.outer_solver.OuterSolver.shared_products`), with that solver's own size limit: products
+(:meth:`~dsflow.ot.OuterSolver.shared_products`), with that solver's own size limit: products
 larger than the costs it stores are not shared, and the tables then use their own per-class products.
 
 Products are taken after shifting both clouds by a common centre c (the mean of y): distances and centred
@@ -43,7 +43,7 @@ def inner_products(x: Tensor, y: Tensor) -> Gram:
     return Gram(prod, centre)
 
 
-def _key(x: Tensor, y: Tensor) -> tuple:
+def _key(x: Tensor, y: Tensor) -> tuple[object, ...]:
     return tuple((t.data_ptr(), t._version, tuple(t.shape), t.stride(), t.dtype, t.device) for t in (x, y))
 
 
@@ -62,7 +62,7 @@ class SharedProducts:
         if limit < 0 or max_entries < 1:
             raise ValueError(f"SharedProducts: need limit >= 0 and max_entries >= 1, got {limit}, {max_entries}")
         self.limit, self.max_entries = limit, max_entries
-        self._entries: list[tuple[tuple, tuple[Tensor, Tensor], Gram]] = []
+        self._entries: list[tuple[tuple[object, ...], tuple[Tensor, Tensor], Gram]] = []
 
     def __len__(self) -> int:
         return len(self._entries)

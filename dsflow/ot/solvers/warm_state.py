@@ -1,4 +1,4 @@
-"""What :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn` keeps between calls: the potentials of the last problem
+"""What :class:`~dsflow.ot.WarmSinkhorn` keeps between calls: the potentials of the last problem
 it solved (:class:`WarmState`), the cached reference term, and the autograd node that returns the envelope
 gradients (:class:`EnvelopeValue`)."""
 
@@ -95,7 +95,7 @@ def host_later(t: Tensor) -> Callable[[], list[float]]:
         return lambda: t.tolist()
     host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
     host.copy_(t, non_blocking=True)
-    done = torch.cuda.Event()
+    done = torch.cuda.Event()  # type: ignore[no-untyped-call]  # torch leaves its __init__ unannotated
     done.record()
 
     def read() -> list[float]:
@@ -109,12 +109,13 @@ class EnvelopeValue(torch.autograd.Function):
     """A precomputed value whose gradients in x, ss and sr are given (envelope theorem)."""
 
     @staticmethod
-    def forward(ctx, x, ss, sr, value, grad_x, grad_ss, grad_sr):  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, ss: Tensor, sr: Tensor, value: Tensor, grad_x: Tensor | None,
+                grad_ss: Tensor | None, grad_sr: Tensor | None) -> Tensor:
         ctx.save_for_backward(grad_x, grad_ss, grad_sr)
         return value.clone()
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
         grad_x, grad_ss, grad_sr = ctx.saved_tensors
         scale = [None if g is None else grad_out * g for g in (grad_x, grad_ss, grad_sr)]
         return (*scale, None, None, None, None)

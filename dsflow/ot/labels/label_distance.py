@@ -3,7 +3,7 @@
 Three variants, chosen in YAML by class_path:
 
 * :class:`GaussianLabelDistance`: each class is approximated by N(mu_c, cov_c) and compared in closed form
-  (Bures-Wasserstein, :mod:`dsflow.ot.bures`).
+  (Bures-Wasserstein, :mod:`dsflow.ot.labels.bures`).
 * :class:`DiagonalGaussianLabelDistance`: the same with the variances only, N(mu_c, diag(var_c)) (cheap in high d).
 * :class:`ExactLabelDistance`: OT between the samples of the two classes themselves (debiased Sinkhorn with a
   small blur, all class pairs in one batched geomloss call), differentiable in the samples.
@@ -23,11 +23,11 @@ import torch
 from geomloss import SamplesLoss
 from torch import Tensor
 
-from dsflow.ot.bures import bures_pair_table, bures_wasserstein_table
-from dsflow.ot.class_layout import ClassLayout, LayoutCache
 from dsflow.ot.distances import bounding_diameter, squared_distances
-from dsflow.ot.products import SharedProducts
-from dsflow.ot.stats import LabelStats, class_stats, group_by_class
+from dsflow.ot.labels.bures import bures_pair_table, bures_wasserstein_table
+from dsflow.ot.labels.class_layout import ClassLayout, LayoutCache
+from dsflow.ot.labels.products import SharedProducts
+from dsflow.ot.labels.stats import LabelStats, class_stats, group_by_class
 
 __all__ = [
     "LabelDistance", "BaseGaussianLabelDistance", "GaussianLabelDistance", "DiagonalGaussianLabelDistance",
@@ -44,12 +44,12 @@ class LabelDistance(ABC):
     @abstractmethod
     def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> Any:
         """What :meth:`table` needs of the labeled set x (n, d), y (n,); ``layouts`` keeps the class layout of y
-        for the next call (:mod:`dsflow.ot.class_layout`; None: computed afresh)."""
+        for the next call (:mod:`dsflow.ot.labels.class_layout`; None: computed afresh)."""
 
     @abstractmethod
     def table(self, a: Any, b: Any, products: SharedProducts | None = None) -> Tensor:
         """(Ca, Cb) squared label distances between the classes of two summaries; ``products`` receives the
-        inner products a solver may reuse (:mod:`dsflow.ot.products`; variants that compute none ignore it)."""
+        inner products a solver may reuse (:mod:`dsflow.ot.labels.products`; variants that compute none ignore it)."""
 
     def self_table(self, a: Any, products: SharedProducts | None = None) -> Tensor:
         """(Ca, Ca) squared label distances among the classes of one summary (symmetric, zero diagonal)."""
@@ -129,8 +129,7 @@ class DiagonalStats:
         if stats.factors is not None:
             var = stats.factors.pow(2).sum(-1)  # (C, d)
         else:
-            assert stats.covs is not None
-            var = torch.diagonal(stats.covs, dim1=-2, dim2=-1)
+            var = torch.diagonal(stats.full_covs(), dim1=-2, dim2=-1)  # the stored covs: factors are None
         return cls(stats.means, var, stats.counts)
 
 
@@ -200,4 +199,5 @@ class ExactLabelDistance(LabelDistance):
             "sinkhorn", p=2, blur=self.eps**0.5, scaling=self.scaling, cost=squared_distances, debias=True,
             diameter=diameter, backend="tensorized",
         )
-        return loss(wa, pa, wb, pb).reshape(ca, cb).clamp_min(0)
+        values: Tensor = loss(wa, pa, wb, pb)  # (Ca Cb,)
+        return values.reshape(ca, cb).clamp_min(0)

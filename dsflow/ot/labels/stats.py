@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from dsflow.ot.class_layout import ClassLayout, class_layout
+from dsflow.ot.labels.class_layout import ClassLayout, class_layout
 
 __all__ = ["LabelStats", "Samples", "class_counts", "class_means", "class_factors", "class_stats", "group_by_class",
            "check_labels"]
@@ -38,7 +38,7 @@ class LabelStats:
             cov_c = factors_c @ factors_c^T; None when the statistics are parameters rather than sample moments.
         counts: (C,) samples per class (float; weights for parameters).
         samples: the samples the moments were taken from, when they were (the fast tables may then take the
-            factors' products from a GEMM shared with the outer cost, :mod:`dsflow.ot.products`).
+            factors' products from a GEMM shared with the outer cost, :mod:`dsflow.ot.labels.products`).
     """
 
     means: Tensor
@@ -46,6 +46,10 @@ class LabelStats:
     factors: Tensor | None
     counts: Tensor
     samples: Samples | None = None
+
+    def __post_init__(self) -> None:
+        if self.covs is None and self.factors is None:
+            raise ValueError("LabelStats: covs and factors are both None; the class covariances need one of them")
 
     @property
     def num_classes(self) -> int:
@@ -59,7 +63,8 @@ class LabelStats:
         """(C, d, d) covariances, formed from the factors when they are not stored."""
         if self.covs is not None:
             return self.covs
-        assert self.factors is not None
+        if self.factors is None:  # unreachable past __post_init__, unless a field was replaced by force
+            raise ValueError("LabelStats.full_covs: covs and factors are both None")
         return self.factors @ self.factors.transpose(-1, -2)  # (C, d, d)
 
     def detach(self) -> "LabelStats":
@@ -110,7 +115,7 @@ def _layout(y: Tensor, num_classes: int, layout: ClassLayout | None, who: str) -
 def class_means(x: Tensor, y: Tensor, num_classes: int, layout: ClassLayout | None = None) -> Tensor:
     """(C, d) class means; differentiable in x. Empty classes get a zero mean.
 
-    Args: x (n, d), y (n,), num_classes C, layout of y if known (:mod:`dsflow.ot.class_layout`).
+    Args: x (n, d), y (n,), num_classes C, layout of y if known (:mod:`dsflow.ot.labels.class_layout`).
     """
     sums = x.new_zeros(num_classes, x.shape[1]).index_add(0, y, x)  # (C, d)
     counts = layout.counts if layout is not None else class_counts(y, num_classes)
@@ -152,7 +157,7 @@ def class_stats(
             samples (otherwise the (C, d, r) factors are smaller and give the small-SVD Bures form).
         singletons: accept one-sample classes, whose covariance is then zero (for callers that regularise it);
             by default they raise, as their covariance is undefined.
-        layout: the class layout of y, when its owner keeps it (:class:`~dsflow.ot.class_layout.LayoutCache`);
+        layout: the class layout of y, when its owner keeps it (:class:`~dsflow.ot.labels.class_layout.LayoutCache`);
             None: computed here (one host read).
     """
     if x.ndim != 2 or y.shape != (x.shape[0],):

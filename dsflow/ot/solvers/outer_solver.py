@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.products import SharedProducts
+from dsflow.ot.labels.products import SharedProducts
 
 __all__ = ["OuterSolver"]
 
@@ -26,7 +26,7 @@ class OuterSolver(ABC):
 
     def shared_products(self) -> SharedProducts | None:
         """A fresh bundle for the inner products this solver reuses from the label tables of one step
-        (:mod:`dsflow.ot.products`), or None when it builds every cost itself (the default)."""
+        (:mod:`dsflow.ot.labels.products`), or None when it builds every cost itself (the default)."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings, augmented_cost
 from dsflow.ot.distances import bounding_diameter
-from dsflow.ot.outer_solver import OuterSolver
+from dsflow.ot.solvers.outer_solver import OuterSolver
 
 __all__ = ["GeomlossSolver"]
 
@@ -69,4 +69,5 @@ class GeomlossSolver(OuterSolver):
             weights = x.new_full((x.shape[0],), 1.0 / x.shape[0])
         if ref_weights is None:
             ref_weights = x_ref.new_full((x_ref.shape[0],), 1.0 / x_ref.shape[0])
-        return loss(weights, za, ref_weights, zb)
+        value: Tensor = loss(weights, za, ref_weights, zb)
+        return value

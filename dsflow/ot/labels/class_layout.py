@@ -34,7 +34,7 @@ class ClassLayout(NamedTuple):
     order: Tensor
     ys: Tensor
     pos: Tensor
-    index: Tensor
+    index: Tensor  # type: ignore[assignment]  # the field shadows tuple.index, which nothing here calls
     mask: Tensor
 
     @property
@@ -75,7 +75,8 @@ class LayoutCache:
         if size < 1:
             raise ValueError(f"LayoutCache: size must be >= 1, got {size}")
         self.size = size
-        self._entries: list[tuple[tuple, Tensor, ClassLayout]] = []  # (key, labels kept alive, layout), newest last
+        # (key, labels kept alive, layout), newest last
+        self._entries: list[tuple[tuple[object, ...], Tensor, ClassLayout]] = []
 
     def __len__(self) -> int:
         return len(self._entries)

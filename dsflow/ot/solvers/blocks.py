@@ -18,15 +18,15 @@ Every function here runs without autograd: the solver forms gradients itself fro
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Iterator, NamedTuple
 
 import torch
 from torch import Tensor
 
 from dsflow.ot.costs import OTDDSettings
-from dsflow.ot.products import Gram
+from dsflow.ot.labels.products import Gram
 
-__all__ = ["GroundCost", "Extrapolation", "ground_cost", "sweep_cross", "sweep_self", "extrapolate"]
+__all__ = ["GroundCost", "Extrapolation", "Wanted", "ground_cost", "sweep_cross", "sweep_self", "extrapolate"]
 
 
 def one_hot(index: Tensor, classes: int, dtype: torch.dtype) -> Tensor:
@@ -45,7 +45,7 @@ class GroundCost:
         block_rows: rows per block; every block covers all m columns.
         store: keep the whole (n, m) matrix (computed once) instead of rebuilding blocks at each sweep.
         gram: the product (x - c)(y - c)^T the label tables already computed this step
-            (:class:`~dsflow.ot.products.SharedProducts`); a stored cost is then made from it, in place.
+            (:class:`~dsflow.ot.labels.products.SharedProducts`); a stored cost is then made from it, in place.
     """
 
     def __init__(
@@ -101,7 +101,7 @@ class GroundCost:
             c.add_(self.table[self.ia[start:stop]][:, self.ib], alpha=self.lambda_y)  # (B, m) label look-up
         return c
 
-    def blocks(self):
+    def blocks(self) -> Iterator[tuple[int, int, Tensor]]:
         """Yield (start, stop, C[start:stop]) covering all rows."""
         for start in range(0, self.n, self.block_rows):
             stop = min(start + self.block_rows, self.n)
@@ -159,6 +159,18 @@ def sweep_self(cost: GroundCost, a_log: Tensor, p: Tensor, eps: float) -> Tensor
     return out
 
 
+class Wanted(NamedTuple):
+    """Which envelope gradients an extrapolation forms (:class:`Extrapolation`).
+
+    Attributes:
+        grad: the gradient in the row points x (n, d).
+        table_grad: the gradient in the label table (La, Lb).
+    """
+
+    grad: bool = False
+    table_grad: bool = False
+
+
 class Extrapolation(NamedTuple):
     """The last, gradient-giving soft-min of a problem (envelope theorem).
 
@@ -177,9 +189,10 @@ class Extrapolation(NamedTuple):
 
 def extrapolate(
     cost: GroundCost, a_log: Tensor, h_cols: Tensor, eps: float, h_rows: Tensor | None = None,
-    want_grad: bool = False, want_table_grad: bool = False,
+    want: Wanted = Wanted(),
 ) -> Extrapolation:
-    """Row soft-min against h_cols (m,) (and column soft-min against h_rows (n,)), with envelope gradients.
+    """Row soft-min against h_cols (m,) (and column soft-min against h_rows (n,)), with the envelope gradients
+    ``want`` asks for.
 
     For f_i = softmin_j(h_j - C_ij / eps): d f_i / d C_ij = P_ij = softmax_j(h_j - C_ij / eps), and
     d C_ij / d x_i = 2 lambda_x (x_i - y_j), so d <a, f> / d x_i = 2 lambda_x a_i (x_i - sum_j P_ij y_j).
@@ -187,13 +200,13 @@ def extrapolate(
     a = a_log.exp()
     row = h_cols.new_empty(cost.n)
     col = None if h_rows is None else h_cols.new_full((cost.m,), float("-inf"))
-    grad = torch.zeros_like(cost.x) if want_grad else None
-    table_grad = torch.zeros_like(cost.table) if want_table_grad else None
+    grad = torch.zeros_like(cost.x) if want.grad else None
+    table_grad = torch.zeros_like(cost.table) if want.table_grad else None
     for start, stop, c in cost.blocks():
         logits = torch.sub(h_cols[None, :], c, alpha=1.0 / eps)  # (B, m)
         lse = logsumexp(logits.clone(), dim=1)  # (B,)
         row[start:stop] = -eps * lse
-        if col is not None:
+        if col is not None and h_rows is not None:  # col exists exactly when h_rows was given
             col = torch.logaddexp(col, logsumexp(cost.shifted(c, h_rows[start:stop, None], eps), dim=0))
         if grad is None and table_grad is None:
             continue

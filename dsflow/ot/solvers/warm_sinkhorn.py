@@ -2,39 +2,40 @@
 
 A plain-torch log-domain Sinkhorn that
 
-- keeps its potentials between calls (:class:`~dsflow.ot.warm_state.WarmState`) and starts the next flow step
+- keeps its potentials between calls (:class:`~dsflow.ot.solvers.warm_state.WarmState`) and starts the next flow step
   from them (warm start; epsilon-scaling over as many levels as the potentials moved last time), iterating at the
   target epsilon until the potentials stop moving;
 - solves the reference's own problem OT(beta, beta) once and caches its value (beta is fixed);
 - gives the gradient from the converged potentials (envelope theorem, Feydy et al. 2019, Prop. 2):
   d S / d x_i = sum_j pi_ij d_x c(x_i, y_j) - sum_k pi^{xx}_ik d_x c(x_i, x_k), no backpropagation through
   the iterations;
-- stores the cost matrices when they are small (then iterates in the kernel form, :mod:`dsflow.ot.kernel_sinkhorn`,
-  and reuses the label tables' inner products, :mod:`dsflow.ot.products`), and otherwise rebuilds them in row
-  blocks (:mod:`dsflow.ot.blocks`), so that memory grows as (n + m) d, not n m.
+- stores the cost matrices when they are small (then iterates in the kernel form,
+  :mod:`dsflow.ot.solvers.kernel_sinkhorn`, and reuses the label tables' inner products,
+  :mod:`dsflow.ot.labels.products`), and otherwise rebuilds them in row blocks (:mod:`dsflow.ot.solvers.blocks`),
+  so that memory grows as (n + m) d, not n m.
 
-It returns the dense :class:`~dsflow.ot.geomloss_solver.GeomlossSolver`'s value and gradient in x at convergence
+It returns the dense :class:`~dsflow.ot.GeomlossSolver`'s value and gradient in x at convergence
 (tests/test_speed_paths.py).
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from dsflow.ot.blocks import Extrapolation, GroundCost, extrapolate, ground_cost
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.kernel_sinkhorn import kernel_cross, kernel_self
-from dsflow.ot.log_sinkhorn import (
-    CrossProblem, SelfProblem, SweepLimits, anneal, cold_schedule, iterate, solve, warm_schedule,
+from dsflow.ot.labels.products import SharedProducts
+from dsflow.ot.solvers.blocks import Extrapolation, GroundCost, Wanted, ground_cost
+from dsflow.ot.solvers.kernel_sinkhorn import kernel_cross, kernel_self
+from dsflow.ot.solvers.log_sinkhorn import (
+    CrossProblem, Schedule, SelfProblem, SweepLimits, Sweeps, anneal, cold_schedule, iterate, solve, warm_schedule,
 )
-from dsflow.ot.multiscale import coarse_cross, coarse_self
-from dsflow.ot.outer_solver import OuterSolver
-from dsflow.ot.products import SharedProducts
-from dsflow.ot.warm_state import EnvelopeValue, WarmState, host_later
+from dsflow.ot.solvers.multiscale import coarse_cross, coarse_self
+from dsflow.ot.solvers.outer_solver import OuterSolver
+from dsflow.ot.solvers.warm_state import EnvelopeValue, WarmState, host_later
 
 __all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
 
@@ -42,7 +43,38 @@ __all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
 class SinkhornCapWarning(RuntimeWarning):
     """A Sinkhorn solve stopped at ``max_iter`` sweeps short of its tolerance: the flow's velocity is approximate."""
 
-_Want = tuple[bool, bool, bool]  # gradients wanted in x, ss, sr
+
+class _Want(NamedTuple):
+    """Which gradients a call forms: in x (n, d), in the self table ss, in the cross table sr."""
+
+    x: bool
+    ss: bool
+    sr: bool
+
+    def for_cross(self) -> Wanted:
+        """What OT(a, b)'s extrapolation forms: gradients in x and in sr."""
+        return Wanted(self.x, self.sr)
+
+    def for_self(self) -> Wanted:
+        """What OT(a, a)'s extrapolation forms: gradients in x and in ss."""
+        return Wanted(self.x, self.ss)
+
+
+class _Parts(NamedTuple):
+    """The Sinkhorn divergence (a 0-d tensor) and its envelope gradients in x (n, d), ss and sr (None: not wanted),
+    in the order :class:`~dsflow.ot.solvers.warm_state.EnvelopeValue` takes them."""
+
+    value: Tensor
+    grad_x: Tensor | None
+    grad_ss: Tensor | None
+    grad_sr: Tensor | None
+
+
+def _given(t: Tensor | None, what: str) -> Tensor:
+    """t, which the solve must have formed; a RuntimeError naming ``what`` if it did not."""
+    if t is None:
+        raise RuntimeError(f"WarmSinkhorn: {what} was not formed")
+    return t
 
 
 class WarmSinkhorn(OuterSolver):
@@ -63,14 +95,14 @@ class WarmSinkhorn(OuterSolver):
             eps (small eps, large steps) is re-annealed from higher up than a slow one.
         coarse_size: on the block path, a cold start first solves a random subsample of this many points per
             side (dense, with epsilon-scaling) and extends its potentials to all points by one soft-min
-            (multiscale start, :mod:`dsflow.ot.multiscale`), instead of epsilon-scaling on the full problem.
+            (multiscale start, :mod:`dsflow.ot.solvers.multiscale`), instead of epsilon-scaling on the full problem.
         warm_margin: epsilon-scaling levels a warm start anneals over beyond the previous call's potential change
             (Sinkhorn at a small eps converges slowly even from close potentials; a short anneal costs a few sweeps).
         overrelax: over-relaxation omega in [1, 2) of the cross problem's sweeps on a stored cost (1: plain
             Sinkhorn); guarded, it falls back to 1 for the rest of a call when the sweeps stop contracting
-            (:mod:`dsflow.ot.kernel_sinkhorn`).
+            (:mod:`dsflow.ot.solvers.kernel_sinkhorn`).
         marginal_tol: stop the cross problem OT(a, b) once its plan's marginals are within ``marginal_tol`` of a
-            and b in L1 (total mass 1; :func:`~dsflow.ot.log_sinkhorn.marginal_error`) instead of by ``tol``;
+            and b in L1 (total mass 1; :func:`~dsflow.ot.solvers.log_sinkhorn.marginal_error`) instead of by ``tol``;
             None: by ``tol``. What the flow's velocity needs: its relative error measured 2-3 times the marginal
             error on Table 1 flows, where ``tol`` (a potential change of 1e-4 eps in one sweep) asks far more
             than that of a slowly contracting problem (docs/speed.md). The self problems keep ``tol``.
@@ -109,7 +141,7 @@ class WarmSinkhorn(OuterSolver):
     def reset(self) -> None:
         """Forget the warm-start potentials and the cached reference term."""
         self._state: WarmState | None = None  # live, or restored from a checkpoint (device None) until used
-        self._reference: tuple[tuple, Tensor] | None = None  # (problem key, <b, g_bb>)
+        self._reference: tuple[tuple[object, ...], Tensor] | None = None  # (problem key, <b, g_bb>)
 
     def shared_products(self) -> SharedProducts:
         """Products up to ``dense_limit`` entries: the stored costs take them from the label tables."""
@@ -130,11 +162,11 @@ class WarmSinkhorn(OuterSolver):
         gram = products.take(x, y) if store and products is not None else None
         return ground_cost(x, y, ia, ib, table, s, self.block_entries, store, gram)
 
-    def _record(self, iters: int, converged: bool) -> None:
+    def _record(self, sweeps: Sweeps) -> None:
         """Note a solve's sweeps; warn once per solver when one stops at ``max_iter`` short of ``tol``."""
-        self.last_iterations = iters
-        self.last_converged = self.last_converged and converged
-        if not converged and not self._warned and self.check_every <= self.max_iter:  # fixed sweeps: not checked
+        self.last_iterations = sweeps.iterations
+        self.last_converged = self.last_converged and sweeps.converged
+        if not sweeps.converged and not self._warned and self.check_every <= self.max_iter:  # fixed sweeps: not checked
             self._warned = True
             warnings.warn(
                 f"WarmSinkhorn: a Sinkhorn problem stopped at max_iter={self.max_iter} sweeps before its tolerance "
@@ -158,44 +190,38 @@ class WarmSinkhorn(OuterSolver):
             p, schedule = torch.zeros_like(b_log), cold_schedule((x_ref,), labels.rr, s)
         else:
             p = coarse_self(x_ref, labels.ref_index, labels.rr, s, self.coarse_size, self.block_entries, self.limits)
-            schedule = [s.eps]
+            schedule = Schedule([], s.eps)
         problem = SelfProblem(cost, b_log, p)
-        self._record(*solve(problem, schedule, self.limits))
-        term = (b_log.exp() * extrapolate(cost, b_log, b_log + problem.p / s.eps, s.eps).row).sum()
+        self._record(solve(problem, schedule, self.limits))
+        term = (b_log.exp() * problem.extrapolate(schedule.eps).row).sum()
         self._reference = (key, term)
         return term
 
-    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: list[float],
-               eps: float, want: _Want) -> tuple[Tensor, Tensor, Extrapolation]:
+    def _cross(self, cost: GroundCost, a_log: Tensor, b_log: Tensor, g: Tensor, schedule: Schedule,
+               want: _Want) -> tuple[Tensor, Tensor, Extrapolation]:
         """Solve OT(a, b) from g: epsilon-scaling in the log domain, then the kernel form on a stored cost
         or log-domain block sweeps; returns f, g and the gradient-giving extrapolation."""
         problem = CrossProblem(cost, a_log, b_log, g)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
-            ext = extrapolate(cost, a_log, b_log + problem.g / eps, eps, h_rows=a_log + problem.f / eps,
-                              want_grad=want[0], want_table_grad=want[2])
-            return problem.f, problem.g, ext
-        f, g, ext, iters, converged = kernel_cross(
-            cost, a_log.exp(), b_log.exp(), problem.f, problem.g, eps, self.max_iter, self.check_every, self.tol,
-            want[0], want[2], self.overrelax, self.marginal_tol)
-        self._record(iters, converged)
-        self.last_cross_iterations = iters
-        return f, g, ext
+            self._record(iterate(problem, schedule, self.limits))
+            return problem.f, problem.g, problem.extrapolate(schedule.eps, want.for_cross())
+        solved = kernel_cross(problem, schedule.eps, self.limits, want.for_cross(), self.overrelax)
+        self._record(solved.sweeps)
+        self.last_cross_iterations = solved.sweeps.iterations
+        return solved.f, solved.g, solved.ext
 
-    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: list[float], eps: float,
+    def _self(self, cost: GroundCost, a_log: Tensor, p: Tensor, schedule: Schedule,
               want: _Want) -> tuple[Tensor, Extrapolation]:
         """Solve OT(a, a) from p, as :meth:`_cross`."""
         problem = SelfProblem(cost, a_log, p)
         anneal(problem, schedule)
         if cost.full is None:
-            self._record(*iterate(problem, eps, self.limits))
-            return problem.p, extrapolate(cost, a_log, a_log + problem.p / eps, eps, want_grad=want[0],
-                                          want_table_grad=want[1])
-        p, ext, iters, converged = kernel_self(
-            cost, a_log.exp(), problem.p, eps, self.max_iter, self.check_every, self.tol, want[0], want[1])
-        self._record(iters, converged)
-        return p, ext
+            self._record(iterate(problem, schedule, self.limits))
+            return problem.p, problem.extrapolate(schedule.eps, want.for_self())
+        solved = kernel_self(problem, schedule.eps, self.limits, want.for_self())
+        self._record(solved.sweeps)
+        return solved.p, solved.ext
 
     # ------------------------------------------------------------------ the divergence
     def __call__(
@@ -203,7 +229,7 @@ class WarmSinkhorn(OuterSolver):
         weights: Tensor | None = None, ref_weights: Tensor | None = None,
     ) -> Tensor:
         """The Sinkhorn divergence (a scalar) with envelope gradients in x, ss and sr; x_ref, rr and the weights
-        are fixed. Args as :class:`~dsflow.ot.outer_solver.OuterSolver`."""
+        are fixed. Args as :class:`~dsflow.ot.OuterSolver`."""
         for name, t in (("x_ref", x_ref), ("rr", labels.rr), ("weights", weights), ("ref_weights", ref_weights)):
             if t is not None and t.requires_grad:
                 raise ValueError(f"WarmSinkhorn: {name} requires grad, but the fast path treats it as fixed; "
@@ -213,13 +239,14 @@ class WarmSinkhorn(OuterSolver):
                 f"WarmSinkhorn: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)}, {tuple(x_ref.shape)}"
             )
         on = torch.is_grad_enabled()
-        want = (on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
+        want = _Want(on and x.requires_grad, on and labels.ss.requires_grad, on and labels.sr.requires_grad)
         self.last_converged = True
         with torch.no_grad():
             parts = self._solve(x.detach(), x_ref, labels, settings, weights, ref_weights, want)
         if labels.products is not None:
             labels.products.clear()  # products this call did not take are stale from now on
-        return EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
+        value: Tensor = EnvelopeValue.apply(x, labels.ss, labels.sr, *parts)
+        return value
 
     def _start(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, store: bool) -> WarmState | None:
         """The potentials this call starts from: the previous call's when they solve the same problem, a
@@ -241,7 +268,7 @@ class WarmSinkhorn(OuterSolver):
         return WarmState(n, m, s, x.device, x.dtype, g, p=p)
 
     def _solve(self, x: Tensor, x_ref: Tensor, labels: LabelCosts, s: OTDDSettings, weights: Tensor | None,
-               ref_weights: Tensor | None, want: _Want):
+               ref_weights: Tensor | None, want: _Want) -> _Parts:
         """(value, grad in x, grad in ss, grad in sr) of the Sinkhorn divergence; gradients None if not wanted."""
         n, m = x.shape[0], x_ref.shape[0]
         a = x.new_full((n,), 1.0 / n) if weights is None else weights
@@ -257,25 +284,25 @@ class WarmSinkhorn(OuterSolver):
             schedule = self_schedule = cold_schedule((x, x_ref), torch.cat([ss.flatten(), sr.flatten()]), s)
         c_xy = self._cost(x, x_ref, labels.src_index, labels.ref_index, sr, s, store, labels.products)
         g0 = warm.g if warm is not None else torch.zeros_like(b_log)
-        f, g, ext = self._cross(c_xy, a_log, b_log, g0, schedule, s.eps, want)
+        f, g, ext = self._cross(c_xy, a_log, b_log, g0, schedule, want)
         del c_xy
-        value = (a * ext.row).sum() + (b * ext.col).sum()  # OT(a, b) = <a, f> + <b, g>
+        value = (a * ext.row).sum() + (b * _given(ext.col, "the cross column potential")).sum()  # <a, f> + <b, g>
         grad, grad_ss, grad_sr = ext.grad, None, ext.table_grad
         moved = [(g - g0).abs().max() if warm is not None else g.new_zeros(()), g.new_zeros(())]  # cross, self
-        cold_levels = warm.cold_levels if warm is not None and warm.cold_levels is not None else len(schedule) - 1
+        cold_levels = warm.cold_levels if warm is not None and warm.cold_levels is not None else len(schedule.levels)
         p = None
         if s.debias:  # S = OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2, and OT(a, a) / 2 = <a, f_aa>
             c_xx = self._cost(x, x, labels.src_index, labels.src_index, ss, s, store, labels.products)
             p0 = warm.p if warm is not None and warm.p is not None else torch.zeros_like(a_log)
-            p, ext_xx = self._self(c_xx, a_log, p0, self_schedule, s.eps, want)
+            p, ext_xx = self._self(c_xx, a_log, p0, self_schedule, want)
             if warm is not None:  # a rigidly moving source leaves its self potentials, and this, unchanged
                 moved[1] = (p - p0).abs().max()
             value = value - (a * ext_xx.row).sum() - self._reference_term(x_ref, labels, s, ref_weights, b_log)
             if grad is not None:
-                grad = grad - ext_xx.grad
+                grad = grad - _given(ext_xx.grad, "the self problem's gradient in x")
             if ext_xx.table_grad is not None:
                 grad_ss = -0.5 * ext_xx.table_grad  # d(-OT(a, a) / 2) / d ss: half the self plan's label mass
         if self.warm_start:
             changes = torch.stack(moved)  # (2,)
             self._state = WarmState(n, m, s, x.device, x.dtype, g, f, p, changes, cold_levels, host_later(changes))
-        return value, grad, grad_ss, grad_sr
+        return _Parts(value, grad, grad_ss, grad_sr)

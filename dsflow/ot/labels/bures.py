@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 
-from dsflow.ot.products import SharedProducts, inner_products
-from dsflow.ot.stats import LabelStats
+from dsflow.ot.labels.products import SharedProducts, inner_products
+from dsflow.ot.labels.stats import LabelStats
 
 __all__ = [
     "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
@@ -56,17 +56,21 @@ def batched_eigvalsh(mats: Tensor) -> Tensor:
     """
     workers = torch.get_num_threads()
     if mats.device.type != "cpu" or workers < 2 or mats.ndim < 3 or mats[..., 0, 0].numel() < 2:
-        return torch.linalg.eigvalsh(mats)
+        evals: Tensor = torch.linalg.eigvalsh(mats)  # (..., k)
+        return evals
     flat = mats.reshape(-1, *mats.shape[-2:])
     chunks = flat.chunk(min(workers, flat.shape[0]))
-    return torch.cat(list(_pool(workers).map(torch.linalg.eigvalsh, chunks))).reshape(mats.shape[:-1])
+    parts: list[Tensor] = list(_pool(workers).map(torch.linalg.eigvalsh, chunks))
+    out: Tensor = torch.cat(parts).reshape(mats.shape[:-1])
+    return out
 
 
 def sqrtm_psd(covs: Tensor) -> Tensor:
     """(..., d, d) symmetric square roots of PSD matrices by eigendecomposition (negative eigenvalues clipped)."""
     evals, evecs = torch.linalg.eigh(covs)
     root = evals.clamp_min(0).sqrt()
-    return (evecs * root[..., None, :]) @ evecs.transpose(-1, -2)  # (..., d, d)
+    out: Tensor = (evecs * root[..., None, :]) @ evecs.transpose(-1, -2)  # (..., d, d)
+    return out
 
 
 def _safe_sqrt(v: Tensor) -> Tensor:
@@ -97,7 +101,7 @@ def cross_term_svd(factors_a: Tensor, factors_b: Tensor) -> Tensor:
         factors_b: (Cb, d, rb) factors.
     """
     prods = torch.einsum("adi,bdj->abij", factors_a, factors_b)  # (Ca, Cb, ra, rb)
-    sv = torch.linalg.svdvals(prods)  # (Ca, Cb, min(ra, rb))
+    sv: Tensor = torch.linalg.svdvals(prods)  # (Ca, Cb, min(ra, rb))
     keep = sv > _RANK_RTOL * sv.amax(-1, keepdim=True).detach()
     return (sv * keep).sum(-1)
 
@@ -105,8 +109,7 @@ def cross_term_svd(factors_a: Tensor, factors_b: Tensor) -> Tensor:
 def _trace(stats: LabelStats) -> Tensor:
     if stats.factors is not None:
         return stats.factors.pow(2).sum((-1, -2))
-    assert stats.covs is not None
-    return torch.diagonal(stats.covs, dim1=-2, dim2=-1).sum(-1)
+    return torch.diagonal(stats.full_covs(), dim1=-2, dim2=-1).sum(-1)  # the stored covs: factors are None
 
 
 def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
@@ -156,10 +159,10 @@ def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, al
                         products: SharedProducts | None = None) -> Tensor:
     """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
     inner products of the samples themselves (one GEMM, put into ``products`` for the outer cost to reuse;
-    :mod:`dsflow.ot.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
+    :mod:`dsflow.ot.labels.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
     x_i . y_j - x_i . mu_b - mu_a . y_j + mu_a . mu_b, all about the Gram's centre.
 
-    Needs ``samples`` on both summaries (as :func:`~dsflow.ot.stats.class_stats` records them).
+    Needs ``samples`` on both summaries (as :func:`~dsflow.ot.labels.stats.class_stats` records them).
     """
     if a.samples is None or b.samples is None:
         raise ValueError("cross_term_products: both summaries need the samples they were taken from")
@@ -214,7 +217,7 @@ def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: Share
     that need computing, without autograd: with ``b=None`` the table of ``a`` with itself, whose diagonal is 0
     and lower triangle mirrors the upper (C (C - 1) / 2 pairs instead of C^2).
 
-    With ``products`` (a solver's :class:`~dsflow.ot.products.SharedProducts`), sample factors take their cross
+    With ``products`` (a solver's :class:`~dsflow.ot.labels.products.SharedProducts`), sample factors take their cross
     terms from the samples' inner products, which the bundle keeps for the outer cost (when it admits their size);
     otherwise from the factors themselves.
     """
