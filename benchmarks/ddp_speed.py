@@ -27,7 +27,8 @@ from typing import Any
 import lightning as L
 import torch
 
-import common
+from dsflow.experiments import common, runs
+from dsflow.process import flush_denormals
 
 
 class StepTimer(L.Callback):
@@ -54,7 +55,7 @@ def run_one(devices: int, n: int, m: int, steps: int, warmup: int, accelerator: 
     torch.set_num_threads(threads)
     sizes = ["--data.init_args.source.init_args.n", str(n), "--data.init_args.reference.init_args.n", str(m)]
     with tempfile.TemporaryDirectory() as run_dir:
-        cli = common.flow_config(["configs/flow/speed/784d.yaml"], [*sizes, *overrides], run_dir)
+        cli = runs.flow_config(["configs/flow/speed/base.yaml", "configs/flow/speed/784d.yaml"], [*sizes, *overrides], run_dir)
     trainer = L.Trainer(
         accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto", max_steps=warmup + steps,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -64,6 +65,7 @@ def run_one(devices: int, n: int, m: int, steps: int, warmup: int, accelerator: 
 
 
 def main(argv: list[str] | None = None) -> None:
+    flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     parser = common.parser(__doc__, out=None, seeds=None)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 4000], help="n particles")
     parser.add_argument("--ref-factor", type=int, default=1, help="reference size m = ref_factor * n")

@@ -1,88 +1,9 @@
-"""Model re-purposing (paper 7.3, Fig. 5, 6, 11): flow a dataset onto the one a frozen classifier was trained on,
-and track the objective and the classifier's accuracy along the flow.
+"""Model re-purposing (paper 7.3, Fig. 5, 6, 11): ``python benchmarks/repurpose.py --help``.
 
-    python train.py fit --config configs/train/lenet_mnist.yaml --run_dir runs/lenet_mnist       # the oracle, once
-    DSFLOW_DATA=../shared/data python benchmarks/repurpose.py --config configs/flow/usps_mnist.yaml --lambda-y 1 5 10
-
-Takes any flow config whose trainer has an :class:`~dsflow.callbacks.OracleScorer` callback (configs
-``usps_mnist``, ``stl10_cifar10``, ``camelyon_cifar10``), optionally with another oracle checkpoint (``--oracle``)
-and sample count (``--n``, source and reference), and sweeps the label-term weight (``--lambda-y``: one flow per
-weight, the curves of Fig. 6). Each flow runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its
-scorer writes ``oracle/history.json`` (step, objective, accuracy). Prints each curve, and draws
-``<out>/repurpose.png``: objective and accuracy against step, accuracy against objective. Further ``flow.py``
-arguments go after ``--`` (e.g. ``--trainer.max_steps 30 --trainer.callbacks.init_args.every_n_steps 3``).
+The runner is :mod:`dsflow.experiments.repurpose` (its docstring has every option); this script only calls it.
 """
 
-from __future__ import annotations
-
-import copy
-import json
-import sys
-from pathlib import Path
-
-import yaml
-
-import common
-from dsflow.callbacks.transfer_figures import repurpose_figure
-from dsflow.io import write_json
-
-
-def parse(argv: list[str] | None):
-    p = common.parser(__doc__, out=None, seeds=None)
-    p.add_argument("--config", required=True, help="flow config with an OracleScorer callback")
-    p.add_argument("--oracle", default=None, help="oracle checkpoint (default: the config's)")
-    p.add_argument("--lambda-y", nargs="+", type=float, default=None, help="one flow per weight of the OTDD label term")
-    p.add_argument("--n", type=int, default=None, help="source and reference samples (default: the config's)")
-    return p.parse_args(argv)
-
-
-def _scorer(cfg: dict, path: str) -> dict:
-    for cb in cfg.get("trainer", {}).get("callbacks") or []:
-        if isinstance(cb, dict) and cb.get("class_path", "").endswith("OracleScorer"):
-            return cb["init_args"]
-    raise ValueError(f"{path}: no dsflow.callbacks.OracleScorer among trainer.callbacks; re-purposing needs an oracle")
-
-
-def configs(args) -> dict[str, dict]:
-    """Label -> flow config (a dict) for each run of the sweep."""
-    cfg = yaml.safe_load(Path(args.config).read_text())
-    scorer = _scorer(cfg, args.config)
-    if args.oracle:
-        scorer["checkpoint"] = args.oracle
-    if args.n is not None:
-        for part in ("source", "reference"):
-            cfg["data"]["init_args"][part]["init_args"]["n"] = args.n
-    if not args.lambda_y:
-        return {"config": cfg}
-    runs = {}
-    for lam in args.lambda_y:
-        run = copy.deepcopy(cfg)
-        terms = [t for t in run["model"]["init_args"]["terms"] if t["class_path"].endswith("OTDDTerm")]
-        if not terms:
-            raise ValueError(f"{args.config}: --lambda-y needs an OTDDTerm among model.init_args.terms")
-        terms[0]["init_args"]["lambda_y"] = lam
-        runs[f"lambda_y={lam:g}"] = run
-    return runs
-
-
-def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
-    args = parse(argv)
-    common.set_threads(args.threads)
-    runs = configs(args)
-    out = Path(args.out or f"runs/repurpose-{Path(args.config).stem}")
-    curves = {}
-    for label, cfg in runs.items():
-        run_dir = out / label
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "input.yaml").write_text(yaml.safe_dump(cfg))
-        common.run_flow([run_dir / "input.yaml"], args.overrides, run_dir)
-        curves[label] = json.loads((run_dir / "oracle" / "history.json").read_text())
-        print(f"{label}: " + ", ".join(f"step {h['step']} obj {h['objective']:.3g} acc {h['accuracy']:.1f} %" for h in curves[label]), flush=True)
-    write_json(out / "curves.json", curves)
-    repurpose_figure(curves, out / "repurpose.png", title=f"re-purposing: {Path(args.config).stem}")
-    print(f"figure: {out / 'repurpose.png'}")
-    return curves
-
+from dsflow.experiments.repurpose import main
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -29,8 +29,8 @@ from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
-from dsflow.ot.denormals import flush_denormals
 from dsflow.flows.module import FlowModule
+from dsflow.process import flush_denormals
 
 __all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger"]
 
@@ -102,13 +102,20 @@ class RunCLI(LightningCLI):
 
 
 class FlowCLI(RunCLI):
-    """The flow CLI: checkpoints every ``checkpoint.every_n_train_steps`` steps and the flow's outputs."""
+    """The flow CLI: checkpoints every ``checkpoint.every_n_train_steps`` steps and the flow's outputs.
+
+    What is known only from the data is linked, not configured: the datamodule's loaded ``source`` and
+    ``reference`` become the module's ``source`` and ``reference`` when both are instantiated, and the module
+    builds its particles from them in ``configure_model`` (the module never sees the datamodule).
+    """
 
     default_name = "flow"
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(FlowRecorder, "recorder")
+        for name in ("source", "reference"):  # LabeledData, loaded by the datamodule
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.set_defaults(
             {
                 "checkpoint.every_n_train_steps": 100,
@@ -161,7 +168,7 @@ def flow_main(args: list[str] | None = None, run: bool = True) -> FlowCLI:
     With ``run=False`` (and no subcommand in ``args``) the classes are built and nothing is run: the flow's
     data and module as a config describes them.
     """
-    flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.ot.denormals
+    flush_denormals()  # before torch's worker threads start, which inherit it: dsflow.process
     quiet_third_party()
     return FlowCLI(
         FlowModule,

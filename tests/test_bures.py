@@ -6,8 +6,8 @@ import ot
 import pytest
 import torch
 
-from dsflow.ot.bures import batched_eigvalsh, bures_wasserstein_table, cross_term_eig, cross_term_svd
-from dsflow.ot.stats import LabelStats, class_stats
+from dsflow.ot.labels.bures import batched_eigvalsh, bures_wasserstein_table, cross_term_eig, cross_term_svd
+from dsflow.ot.labels.stats import LabelStats, class_stats
 
 DT = torch.float64
 
@@ -121,3 +121,10 @@ def test_batched_eigvalsh_equals_torch(threads: int, device: torch.device) -> No
     finally:
         torch.set_num_threads(before)
     assert torch.get_num_threads() == before  # the worker threads' own setting does not leak into the caller
+
+
+def test_label_stats_without_covariances_or_factors_is_an_error() -> None:
+    """A LabelStats needs the class covariances in one form: with neither, it says so at construction."""
+    means = torch.zeros(2, 3, dtype=DT)
+    with pytest.raises(ValueError, match="covs and factors are both None"):
+        LabelStats(means, None, None, torch.ones(2, dtype=DT))

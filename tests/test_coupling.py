@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsflow.ot.coupling import CouplingHead, label_coupling
+from dsflow.ot.labels.coupling import CouplingHead, label_coupling
 
 
 def test_identity_cost_gives_permutation_plan(device: torch.device) -> None:

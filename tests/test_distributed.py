@@ -73,7 +73,8 @@ def test_sharded_objective_is_the_size_weighted_mean_of_shard_otdds() -> None:
     assert plan.shard_ids == (0, 1, 2) and [i.shape[0] for i in plan.indices] == [17, 17, 16]
     settings = OTDDSettings(eps=0.1)
     expected = sum(
-        idx.shape[0] / 50 * otdd(state.x, state.x_ref[idx], state.labels._replace(ref_index=state.y_ref[idx]), settings)
+        idx.shape[0] / 50 * otdd(state.x, state.x_ref[idx], state.labels._replace(ref_index=state.y_ref[idx]),
+                                 settings, solver=GeomlossSolver())
         for idx in plan.indices
     )
     torch.testing.assert_close(module.compute_objective().total, expected, rtol=1e-10, atol=0)

@@ -23,10 +23,11 @@ from dsflow.flows import (
     OTDDTerm,
     match_labels,
 )
+from dsflow.ot import GeomlossSolver
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.label_distance import DiagonalGaussianLabelDistance, ExactLabelDistance, GaussianLabelDistance
-from dsflow.ot.otdd import otdd
 from dsflow.ot.distances import squared_distances
+from dsflow.ot.labels.label_distance import DiagonalGaussianLabelDistance, ExactLabelDistance, GaussianLabelDistance
+from dsflow.ot.otdd import otdd
 
 D = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -51,7 +52,7 @@ def test_otdd_gradient_in_label_tables_matches_finite_differences() -> None:
 
     def value(mu: torch.Tensor) -> torch.Tensor:
         tables = (squared_distances(mu, mu), squared_distances(mu, mu_ref), squared_distances(mu_ref, mu_ref))
-        return otdd(x, x_ref, LabelCosts(torch.arange(6), y_ref, *tables), settings)
+        return otdd(x, x_ref, LabelCosts(torch.arange(6), y_ref, *tables), settings, solver=GeomlossSolver())
 
     mu = torch.randn(6, 2, generator=gen, dtype=D, requires_grad=True)
     (grad,) = torch.autograd.grad(value(mu), mu)

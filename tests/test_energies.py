@@ -26,8 +26,8 @@ from dsflow.flows import (
     Objective,
     OTDDTerm,
 )
-from dsflow.ot import energy_functions as E
-from dsflow.ot.interaction_kernels import ExponentialKernel, GaussianKernel, InverseMultiquadricKernel, NegativeSquaredDistance
+from dsflow.ot.energies import energy_functions as E
+from dsflow.ot.energies import ExponentialKernel, GaussianKernel, InverseMultiquadricKernel, NegativeSquaredDistance
 
 D = torch.float64
 pytestmark = pytest.mark.usefixtures("single_thread")

@@ -118,14 +118,14 @@ def test_train_cli_fits_the_flow_map_config(tmp_path: Path) -> None:
 def test_flow_map_benchmark_restarts_through_the_cli_equal_fit_flow_map(tmp_path: Path) -> None:
     """benchmarks/flow_map.py fits each restart with train.py (configs/train/flow_map.yaml): the same held-out
     errors, restart for restart, as fit_flow_map with the same settings in Python."""
-    from tests.scripts import load_script
+    from dsflow.experiments import flow_map
 
     torch.set_num_threads(1)
     run = _flow_run(tmp_path / "flow", n=40, size=28)
-    result = load_script("flow_map").main(["--run", str(run), "--restarts", "2", "--seed", "3", "--images", "4",
+    result = flow_map.main(["--run", str(run), "--restarts", "2", "--seed", "3", "--images", "4",
                                            "--out", str(tmp_path / "fm"), "--", "--trainer.max_epochs", "1"])
-    assert len(result["restart_mse"]) == 2 and result["best_mse"] == min(result["restart_mse"])
-    assert Path(result["best_checkpoint"]).is_file() and (tmp_path / "fm/fig9.png").is_file()
+    assert len(result.restart_mse) == 2 and result.best_mse == min(result.restart_mse)
+    assert Path(result.best_checkpoint).is_file() and (tmp_path / "fm/fig9.png").is_file()
     fit = fit_flow_map(FlowPairs(str(run), seed=3), restarts=2, max_epochs=1, seed=3)
-    assert result["restart_mse"] == pytest.approx(fit.restart_mse, rel=1e-6)
-    assert result["identity_mse"] == pytest.approx(fit.identity_mse, rel=1e-6)
+    assert result.restart_mse == pytest.approx(fit.restart_mse, rel=1e-6)
+    assert result.identity_mse == pytest.approx(fit.identity_mse, rel=1e-6)

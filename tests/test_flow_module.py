@@ -19,6 +19,11 @@ def _datamodule() -> FlowDataModule:
     return FlowDataModule(src, ref, steps_per_epoch=10)
 
 
+def _flow(dm: FlowDataModule, **kwargs) -> FlowModule:
+    """A FlowModule given the datamodule's data, as flow.py links them."""
+    return FlowModule(**kwargs, source=dm.source, reference=dm.reference)
+
+
 def _trainer(tmp_path: Path, steps: int, device: torch.device = torch.device("cpu"), **kwargs) -> L.Trainer:
     return L.Trainer(
         max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -58,7 +63,7 @@ def test_step_is_scaled_by_n(tmp_path: Path, device: torch.device) -> None:
 def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) -> None:
     dm = _datamodule()
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=5)
-    module = FlowModule()
+    module = _flow(dm)
     _trainer(tmp_path, 10, device, callbacks=[ckpt]).fit(module, dm)
     path = tmp_path / "ckpt" / "last.ckpt"
     restored = FlowModule.load_from_checkpoint(path, map_location=device, weights_only=False)
@@ -68,12 +73,14 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) 
     solver_state = torch.load(path, weights_only=True)["state_dict"]["objective.terms.0._extra_state"]["solver"]
     assert {"g", "p", "moved", "n", "m", "settings"} <= set(solver_state)  # the warm start, as plain values
 
-    resumed = FlowModule()
+    dm = _datamodule()
+    resumed = _flow(dm)
     trainer = _trainer(tmp_path, 20, device, callbacks=[L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "c2")])
-    trainer.fit(resumed, _datamodule(), ckpt_path=path)
+    trainer.fit(resumed, dm, ckpt_path=path)
     assert trainer.global_step == 20
-    straight = FlowModule()
-    _trainer(tmp_path, 20, device, enable_checkpointing=False).fit(straight, _datamodule())
+    dm = _datamodule()
+    straight = _flow(dm)
+    _trainer(tmp_path, 20, device, enable_checkpointing=False).fit(straight, dm)
     torch.testing.assert_close(resumed.particles.x, straight.particles.x)
 
 
@@ -88,7 +95,7 @@ def test_lightning_and_plain_flow_steps_are_the_same_step(tmp_path: Path) -> Non
     """Lightning's training step is FlowModule.flow_step: three steps either way give the same particles, entropy
     noise (sized by the optimizer's step) included."""
     dm = _datamodule()
-    fitted = FlowModule(terms=[OTDDTerm(eps=0.05)], temperature=0.01)
+    fitted = _flow(dm, terms=[OTDDTerm(eps=0.05)], temperature=0.01)
     _trainer(tmp_path, 3, enable_checkpointing=False).fit(fitted, dm)
     plain = FlowModule(terms=[OTDDTerm(eps=0.05)], temperature=0.01)
     plain.init_data(dm.source, dm.reference)
@@ -112,7 +119,7 @@ def test_checkpoint_of_an_automatically_optimized_flow_resumes_at_its_step(tmp_p
     """Checkpoints written before the module optimized manually count steps as automatic optimizer steps."""
     dm = _datamodule()
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    _trainer(tmp_path, 4, callbacks=[ckpt]).fit(FlowModule(), dm)
+    _trainer(tmp_path, 4, callbacks=[ckpt]).fit(_flow(dm), dm)
     state = torch.load(tmp_path / "ckpt/last.ckpt", weights_only=False)
     loop = state["loops"]["fit_loop"]
     manual = loop["epoch_loop.manual_optimization.optim_step_progress"]
@@ -121,10 +128,12 @@ def test_checkpoint_of_an_automatically_optimized_flow_resumes_at_its_step(tmp_p
     loop["epoch_loop.manual_optimization.optim_step_progress"] = {
         k: {kk: 0 for kk in v} if isinstance(v, dict) else v for k, v in manual.items()}
     torch.save(state, tmp_path / "old.ckpt")
-    resumed = FlowModule()
+    dm = _datamodule()
+    resumed = _flow(dm)
     trainer = _trainer(tmp_path, 8, enable_checkpointing=False)
-    trainer.fit(resumed, _datamodule(), ckpt_path=tmp_path / "old.ckpt")
+    trainer.fit(resumed, dm, ckpt_path=tmp_path / "old.ckpt")
     assert trainer.global_step == 8
-    straight = FlowModule()
-    _trainer(tmp_path, 8, enable_checkpointing=False).fit(straight, _datamodule())
+    dm = _datamodule()
+    straight = _flow(dm)
+    _trainer(tmp_path, 8, enable_checkpointing=False).fit(straight, dm)
     torch.testing.assert_close(resumed.particles.x, straight.particles.x, rtol=0, atol=0)

@@ -22,7 +22,7 @@ from dsflow.flows import (
 )
 from dsflow.host_reads import HostReads
 from dsflow.ot import GaussianLabelDistance, WarmSinkhorn
-from dsflow.ot import stopping
+from dsflow.ot.solvers import stopping
 from tests.flow_helpers import make_flow
 
 MOST_READS = 10  # per flow step, whatever the number of sweeps (issue #23)
@@ -83,8 +83,7 @@ def test_a_flow_step_reads_the_host_a_few_times(flow: str, device: torch.device)
 
 
 def test_reference_shards_read_the_host_a_few_times_per_shard() -> None:
-    module = make_flow([table1_term()], blobs(100, 196, 0), blobs(100, 196, 1, 0.25), FeatureDriven())
-    module.reference_shards = 2
+    module = FlowModule([table1_term()], FeatureDriven(), reference_shards=2)
     module.init_data(blobs(100, 196, 0), blobs(100, 196, 1, 0.25))
     for reads, _ in reads_per_step(module, 2):
         assert reads.count <= 2 * MOST_READS, reads.summary()

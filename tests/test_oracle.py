@@ -53,10 +53,12 @@ def _digits_npz(path: Path, classes: int, n: int = 30, seed: int = 0) -> str:
 
 
 def _fit(tmp_path: Path, scorer: OracleScorer, source, reference, steps: int = 2) -> FlowModule:
-    model = FlowModule([OTDDTerm(eps=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1))
+    dm = FlowDataModule(source, reference, steps_per_epoch=steps)
+    model = FlowModule([OTDDTerm(eps=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1), source=dm.source,
+                       reference=dm.reference)
     trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu", callbacks=[scorer], default_root_dir=str(tmp_path))
-    trainer.fit(model, datamodule=FlowDataModule(source, reference, steps_per_epoch=steps))
+    trainer.fit(model, datamodule=dm)
     return model
 
 
@@ -128,7 +130,7 @@ def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
     cfg["data"]["init_args"]["source"]["init_args"]["n"] = 40
     cfg["data"]["init_args"]["reference"]["init_args"]["n"] = 40
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    flow_main(["fit", "--config", str(tmp_path / "c.yaml"), "--trainer.max_steps", "2", "--trainer.logger", "false",
+    flow_main(["fit", "--config", str(CONFIGS / "flow/images.yaml"), "--config", str(tmp_path / "c.yaml"), "--trainer.max_steps", "2", "--trainer.logger", "false",
                "--run_dir", str(tmp_path / "run")])
     history = json.loads((tmp_path / "run/oracle/history.json").read_text())
     assert history[0]["step"] == 0 and history[-1]["step"] == 2
@@ -143,7 +145,8 @@ def test_flow_cli_table1_fmnist_configs_score_through_the_coupling(mode: str, tm
     from dsflow.cli import flow_main
 
     source = "--data.init_args.source" + (".init_args.source" if mode == "unsupervised" else "")
-    flow_main(["fit", "--config", str(CONFIGS / "flow/data/mnist_reference.yaml"), "--config", str(CONFIGS / "flow/table1/flow.yaml"),
+    flow_main(["fit", "--config", str(CONFIGS / "flow/images.yaml"), "--config", str(CONFIGS / "flow/data/mnist_reference.yaml"),
+               "--config", str(CONFIGS / "flow/table1/flow.yaml"),
                "--config", str(CONFIGS / f"flow/table1/{mode}.yaml"), f"{source}.init_args.n", "100",
                "--data.init_args.reference.init_args.n", "100",
                "--trainer.callbacks.init_args.checkpoint", str(save_oracle(LeNet5(), tmp_path / "o.ckpt")),
@@ -202,7 +205,7 @@ def test_label_coupling_is_the_optimal_plan_for_unequal_histograms() -> None:
     """ot.emd's plan meets both histograms and costs no more than the linear programme's optimum."""
     from scipy.optimize import linprog
 
-    from dsflow.ot.coupling import CouplingHead, label_coupling
+    from dsflow.ot.labels.coupling import CouplingHead, label_coupling
 
     gen = torch.Generator().manual_seed(1)
     cost = torch.rand(4, 3, generator=gen, dtype=torch.float64) * 10  # (C', C)

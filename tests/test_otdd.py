@@ -14,6 +14,7 @@ from dsflow.ot import (
 
 DT = torch.float64
 SETTINGS = OTDDSettings(eps=0.5, scaling=0.99)
+DENSE = GeomlossSolver()  # the dense reference these properties were written for (otdd() defaults to WarmSinkhorn)
 
 
 def _data(seed: int, n: int, c: int, shift: float = 0.0, device: torch.device | str = "cpu"
@@ -30,7 +31,7 @@ def _costs(xa, ya, ca, xb, yb, cb, distance=GaussianLabelDistance()) -> LabelCos
 
 
 def _otdd(xa, ya, ca, xb, yb, cb, settings=SETTINGS) -> torch.Tensor:
-    return otdd(xa, xb, _costs(xa, ya, ca, xb, yb, cb), settings)
+    return otdd(xa, xb, _costs(xa, ya, ca, xb, yb, cb), settings, solver=DENSE)
 
 
 def test_distance_to_itself_is_zero(device: torch.device) -> None:
@@ -71,7 +72,7 @@ def test_equals_pot_on_explicit_augmented_cost(device: torch.device) -> None:
     xa, ya = _data(0, 12, 3, device=device)
     xb, yb = _data(1, 10, 2, shift=1.0, device=device)
     labels = _costs(xa, ya, 3, xb, yb, 2)
-    ours = float(otdd(xa, xb, labels, SETTINGS))
+    ours = float(otdd(xa, xb, labels, SETTINGS, solver=DENSE))
     table = labels.joint().cpu().numpy()
     za, zb = xa.cpu().numpy(), xb.cpu().numpy()
     ia, ib = ya.cpu().numpy(), 3 + yb.cpu().numpy()
@@ -96,7 +97,7 @@ def test_gradcheck_in_x(device: torch.device) -> None:
     settings = OTDDSettings(eps=2.0, scaling=0.995)
 
     def f(x: torch.Tensor) -> torch.Tensor:
-        return otdd(x, xb, labels, settings)
+        return otdd(x, xb, labels, settings, solver=DENSE)
 
     # geomloss's annealed Sinkhorn stops short of full convergence: its value is second-order accurate but the
     # envelope gradient only first-order (about 0.3 % here), hence the tolerance.

@@ -1,5 +1,5 @@
 """The inner-product GEMM shared by the label tables and the outer cost, and the class layouts, as explicit data
-owned by one flow (dsflow.ot.products, dsflow.ot.class_layout)."""
+owned by one flow (dsflow.ot.labels.products, dsflow.ot.labels.class_layout)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from dsflow.flows import OTDDTerm
 from dsflow.ot import (
     LabelCosts, LayoutCache, OTDDSettings, SharedProducts, WarmSinkhorn, bures_pair_table, class_stats, otdd,
 )
-from dsflow.ot.blocks import GroundCost
-from dsflow.ot.products import inner_products
+from dsflow.ot.labels.products import inner_products
+from dsflow.ot.solvers.blocks import GroundCost
 
 DT = torch.float64
 

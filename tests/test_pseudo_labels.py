@@ -58,11 +58,13 @@ def test_hungarian_with_more_clusters_than_classes() -> None:
 
 def _flow(source: DatasetSource, features: ClusterFeatures | None = None, clusterer: Clusterer | None = None) -> torch.Tensor:
     L.seed_everything(0, verbose=False)
-    model = FlowModule([OTDDTerm(eps=0.1, lambda_y=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1))
+    pseudo = PseudoLabeled(source, seed=0, features=features, clusterer=clusterer)
+    dm = FlowDataModule(pseudo, REFERENCE, steps_per_epoch=3)
+    model = FlowModule([OTDDTerm(eps=0.1, lambda_y=1.0)], FeatureDriven(), partial(torch.optim.SGD, lr=0.1),
+                       source=dm.source, reference=dm.reference)
     trainer = L.Trainer(max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, accelerator="cpu")
-    pseudo = PseudoLabeled(source, seed=0, features=features, clusterer=clusterer)
-    trainer.fit(model, datamodule=FlowDataModule(pseudo, REFERENCE, steps_per_epoch=3))
+    trainer.fit(model, datamodule=dm)
     return model.particles.x.detach().clone()
 
 

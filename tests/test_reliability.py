@@ -130,13 +130,14 @@ class _SignalAt(L.Callback):
 def _fit(tmp_path: Path, steps: int, ckpt_path: Path | None = None, extra: list | None = None) -> FlowModule:
     src = GaussianMixture([[0.0, 0.0], [0.0, 3.0]], std=0.4, n_per_class=30, seed=0)
     ref = GaussianMixture([[4.0, 0.0], [4.0, 3.0]], std=0.5, n_per_class=25, seed=1)
-    module = FlowModule(optimizer=lambda p: torch.optim.Adam(p, lr=0.05))
+    dm = FlowDataModule(src, ref, steps_per_epoch=4)
+    module = FlowModule(optimizer=lambda p: torch.optim.Adam(p, lr=0.05), source=dm.source, reference=dm.reference)
     trainer = L.Trainer(
         max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
         default_root_dir=tmp_path, callbacks=[*(extra or []), GracefulInterrupt()],  # signal sent before the stop check
         enable_checkpointing=False,
     )
-    trainer.fit(module, FlowDataModule(src, ref, steps_per_epoch=4), ckpt_path=ckpt_path)
+    trainer.fit(module, dm, ckpt_path=ckpt_path)
     return module
 
 

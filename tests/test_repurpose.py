@@ -12,13 +12,9 @@ import pytest
 from dsflow.models import LeNet5, ResNet18
 from dsflow.tasks import save_oracle
 from tests.real_data import require_data
-from tests.scripts import load_script
+from dsflow.experiments import repurpose
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _runner():
-    return load_script("repurpose")
 
 
 def _images(n: int, *shape: int, seed: int = 0) -> np.ndarray:
@@ -39,9 +35,16 @@ def _cifar_test_batch(root: Path, monkeypatch: pytest.MonkeyPatch, n: int = 30) 
     monkeypatch.setattr(tv_cifar, "check_integrity", lambda *args, **kwargs: True)
 
 
+def _documented(config: str) -> list[str]:
+    """The configs the flow's header composes (its ``python flow.py fit`` command), under the repository root."""
+    line = next(li for li in (ROOT / "configs/flow" / config).read_text().splitlines() if "python flow.py fit " in li)
+    words = line.split()
+    return [str(ROOT / words[i + 1]) for i, w in enumerate(words) if w == "--config"]
+
+
 def _run(tmp_path: Path, config: str, oracle: Path, n: int, extra: list[str] = ()) -> dict:
     out = tmp_path / "out"
-    curves = _runner().main(["--config", str(ROOT / "configs/flow" / config), "--oracle", str(oracle), "--n", str(n),
+    curves = repurpose.main(["--config", *_documented(config), "--oracle", str(oracle), "--n", str(n),
                              "--out", str(out), *extra, "--", "--trainer.logger", "false", "--trainer.accelerator", "cpu",
                              "--trainer.max_steps", "2", "--trainer.callbacks.init_args.every_n_steps", "1"])
     assert (out / "repurpose.png").stat().st_size > 1000
@@ -88,4 +91,4 @@ def test_usps_mnist_curves_per_label_weight(tmp_path: Path) -> None:
 
 def test_config_without_oracle_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no dsflow.callbacks.OracleScorer"):
-        _runner().main(["--config", str(ROOT / "configs/flow/gaussians_2d.yaml"), "--out", str(tmp_path)])
+        repurpose.main(["--config", *_documented("gaussians_2d.yaml"), "--out", str(tmp_path)])

@@ -228,7 +228,7 @@ def test_a_warm_step_with_fixed_sweeps_reads_back_once(monkeypatch, device: torc
     """On a GPU every read of a device value (item, tolist, bool, int, float) is a host round trip that stalls
     the queue. A warm fd-fl step (Gaussian tables through the shared products, stored costs, fixed sweeps)
     reads back twice: the previous call's two potential changes, which on CUDA come from pinned memory
-    copied a step earlier (dsflow.ot.warm_state.host_later), and the divergence guard after the optimizer step
+    copied a step earlier (dsflow.ot.solvers.warm_state.host_later), and the divergence guard after the optimizer step
     (deliberate: a NaN must stop the flow before a checkpoint saves it). Eigensolver error checks inside torch
     are not seen."""
     from dsflow.flows import OTDDTerm
@@ -257,7 +257,7 @@ def test_flush_denormals_zeroes_denormal_results() -> None:
     normal number is 0 instead of a (slowly computed) denormal; normal numbers are untouched."""
     import platform
 
-    from dsflow.ot.denormals import flush_denormals
+    from dsflow.process import flush_denormals
 
     tiny = torch.full((), 2e-38, dtype=torch.float32)
     supported = flush_denormals()

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from dsflow.host_reads import HostReads
-from dsflow.ot import stopping
-from dsflow.ot.stopping import Absorption, State, sweep_until
+from dsflow.ot.solvers import stopping
+from dsflow.ot.solvers.stopping import Absorption, State, sweep_until
 
 
 def host_loop(step, state: State, threshold: float, max_iter: int, every: int, omega: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 import yaml
 
 from dsflow.cli import flow_main
+from dsflow.experiments import runs, table1
+from dsflow.experiments.table1 import Mode
 from tests.real_data import require_data
-from tests.scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,10 +38,9 @@ def _resolved(args: list[str]) -> dict:
 
 
 def _resolved_runs(argv: list[str]) -> dict[tuple[str, str], dict]:
-    table1 = load_script("table1")
     args = table1.parse(argv)
-    return {(t, m): _resolved([*table1.common.configs([*args.config, table1.MODES[m]]),
-                               *table1.flow_args(t, m, seed, args, "oracle.ckpt")])
+    return {(t, m): _resolved([*runs.configs([*args.config, Mode(m).config]),
+                               *table1.flow_args(t, Mode(m), seed, args, "oracle.ckpt")])
             for t in args.targets for m in args.modes for seed in args.seeds}
 
 
@@ -51,9 +52,9 @@ def test_documented_command_runs_the_documented_settings() -> None:
     argv = _documented_command()
     targets = ("usps=usps_h5/train.npz", "fmnist", "cifar=cifar10_jpeg/test.npz", "mnist-train")
     assert argv == ["--targets", *targets]  # defaults only: the table's settings are the runner's defaults
-    runs = _resolved_runs(argv)
-    assert sorted(runs) == sorted((t, m) for t in targets for m in ("supervised", "unsupervised"))
-    for (target, mode), cfg in runs.items():
+    resolved = _resolved_runs(argv)
+    assert sorted(resolved) == sorted((t, m) for t in targets for m in ("supervised", "unsupervised"))
+    for (target, mode), cfg in resolved.items():
         model = cfg["model"]["init_args"]
         assert cfg["trainer"]["max_steps"] == 30
         assert model["dynamics"] in (None, {"class_path": "dsflow.flows.FeatureDriven"})
@@ -94,10 +95,9 @@ def test_oracle_config_is_the_documented_oracle() -> None:
     """docs/table1.md: LeNet-5, 20 epochs on all 60,000 MNIST training digits, Adam 1e-3, weight decay 1e-6."""
     from dsflow.cli import train_main
 
-    table1 = load_script("table1")
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-        train_main(["fit", *table1.common.configs(table1.ORACLE), "--print_config"])
+        train_main(["fit", *runs.configs(table1.ORACLE), "--print_config"])
     cfg = yaml.safe_load(out.getvalue())
     assert cfg["trainer"]["max_epochs"] == 20
     model = cfg["model"]["init_args"]
@@ -111,23 +111,25 @@ def test_oracle_config_is_the_documented_oracle() -> None:
 
 def test_tiny_supervised_usps_flow_raises_the_oracle_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     require_data("MNIST/raw/train-images-idx3-ubyte", "usps.t.bz2")
-    table1 = load_script("table1")
     oracle = tmp_path / "oracle"  # the table's oracle config, 1 epoch on 6,000 digits (77 % on MNIST test)
-    table1.common.run_train(table1.ORACLE, ["--data.init_args.n", "6000", "--trainer.max_epochs", "1"], oracle)
+    runs.run_train(table1.ORACLE, ["--data.init_args.n", "6000", "--trainer.max_epochs", "1"], oracle)
     rows = table1.main(["--targets", "usps", "--modes", "supervised", "--n", "200", "--threads", "1",
                         "--oracle", str(oracle / "checkpoints/last.ckpt"), "--out", str(tmp_path / "runs"),
                         "--", "--trainer.max_steps", "10", "--trainer.callbacks.init_args.every_n_steps", "5"])
     (row,) = rows
-    assert row["target"] == "usps" and row["steps"] == 10 and row["unsupervised"] is None
-    assert [h["step"] for h in row["supervised_history"]] == [0, 5, 10]
-    assert row["supervised"] > row["before"] + 15, row  # measured: 45.0 -> 76.0 (the flow moves USPS onto MNIST digits)
+    supervised = row.result(Mode.SUPERVISED)
+    assert row.target == "usps" and row.steps == 10 and row.result(Mode.UNSUPERVISED) is None
+    assert [h["step"] for h in row.runs[Mode.SUPERVISED].history] == [0, 5, 10]
+    assert supervised > row.before + 15, row  # measured: 45.0 -> 76.0 (the flow moves USPS onto MNIST digits)
     printed = capsys.readouterr().out
     assert re.search(r"oracle: .* MNIST test accuracy \d+\.\d\d %", printed)
-    assert f"| usps | {row['before']:.1f} | {row['supervised']:.1f} | - | - | 10 |" in printed  # no clusters: supervised
-    assert (tmp_path / "runs/results.json").is_file()
+    assert f"| usps | {row.before:.1f} | {supervised:.1f} | - | - | 10 |" in printed  # no clusters: supervised
+    (saved,) = json.loads((tmp_path / "runs/results.json").read_text())["rows"]
+    assert list(saved) == ["target", "seed", "before", "supervised", "unsupervised", "seconds", "supervised_before",
+                           "supervised_history", "steps"]  # the rows as the runner has always written them
+    assert (saved["supervised"], saved["unsupervised"], saved["steps"]) == (supervised, None, 10)
 
 
 def test_unknown_target_is_refused() -> None:
-    table1 = load_script("table1")
     with pytest.raises(ValueError, match="unknown target 'svhn'"):
-        table1.target_overrides("svhn", "supervised", [])
+        table1.target_overrides("svhn", Mode.SUPERVISED, [])

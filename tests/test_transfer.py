@@ -11,10 +11,11 @@ import torch
 from dsflow.callbacks.transfer_figures import adaptation_figure, repurpose_figure, transfer_figure
 from dsflow.data import MNIST, DatasetSource, LabeledData, Subset, TensorFiles, save_tensors
 from tests.real_data import require_data
-from dsflow.ot.label_distance import DiagonalGaussianLabelDistance
+from dsflow.ot.labels.label_distance import DiagonalGaussianLabelDistance
 from dsflow.tasks import load_oracle
 from dsflow.tasks.transfer import accuracy, class_map, landing_labels, landing_report
-from tests.scripts import load_script
+from dsflow.experiments import transfer, transfer_schedule
+from dsflow.experiments.transfer_settings import Setting, SummaryRow
 
 
 def test_class_map_recovers_a_relabelling() -> None:
@@ -82,9 +83,9 @@ def test_plots_write_files(tmp_path: Path) -> None:
         repurpose_figure({"a": []}, tmp_path / "x.png")
 
 
-def _ran(tmp_path: Path, out: Path, *argv: str) -> list[dict]:
+def _ran(tmp_path: Path, out: Path, *argv: str) -> list[SummaryRow]:
     require_data("usps_h5/train.npz", "MNIST/raw")
-    return load_script("transfer").main([*argv, "--out", str(out), "--threads", "1"])
+    return transfer.main([*argv, "--out", str(out), "--threads", "1"])
 
 
 TINY = ["--pairs", "usps:mnist", "--shots", "5", "--n-test", "300", "--map-restarts", "2",
@@ -94,10 +95,10 @@ TINY = ["--pairs", "usps:mnist", "--shots", "5", "--n-test", "300", "--map-resta
 
 
 def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    runner = load_script("transfer")
     out = tmp_path / "tr"
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0")
-    assert [r["setting"] for r in rows] == list(runner.SETTINGS) and all(r["seeds"] == 1 and r["pair"] == "usps->mnist" for r in rows)
+    assert [r.setting for r in rows] == list(Setting) and all(r.seeds == 1 and r.pair == "usps->mnist" for r in rows)
+    assert json.loads((out / "results.json").read_text())["rows"] == [r.to_json() for r in rows]
     printed = capsys.readouterr().out
     assert "| + z1..T | equal epochs (paper) | " in printed and "held-out MSE of xT" in printed
     (run,) = json.loads((out / "results.json").read_text())["runs"]
@@ -121,11 +122,11 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
     assert "map_mse" in run and (task / "flow_map/fig9.png").is_file() and (out / "adaptation.png").is_file()
     assert 0 < run["landing"]["nearest"] < run["landing_z0"]["nearest"] and 0 < run["landing"]["covered"] <= 1
     assert "| fine-tune | model adaptation, same labeled data (paper Fig. 4) | " in printed
-    both = runner.main(["--combine", str(out), str(out), "--out", str(tmp_path / "both")])  # two sweeps' results together
+    both = transfer.main(["--combine", str(out), str(out), "--out", str(tmp_path / "both")])  # two sweeps' results together
     assert len(both) == 2 * len(rows) and (tmp_path / "both/transfer_usps_mnist.png").is_file()
     assert (tmp_path / "both/adaptation.png").is_file() and "off-class: z0 -> zT" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="no results.json in"):
-        runner.main(["--combine", str(tmp_path), "--out", str(tmp_path / "none")])
+        transfer.main(["--combine", str(tmp_path), "--out", str(tmp_path / "none")])
     assert "usps->mnist: target test accuracy (%), mean ± std over 1 seeds\n| setting | comparison | 5-shot |" in printed
     assert "| usps->mnist | 5 | " in printed.split("off-class: z0 -> zT")[1]  # the landing table
     # the controls repeat the 50 targets to as many samples as target + zT (100 more) and target + z1..T (z3, z6: 200 more)
@@ -141,16 +142,16 @@ def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(t
 def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) -> None:
     out = tmp_path / "control"
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0", "1", "--settings", "target only", "target repeated")
-    assert [(r["setting"], r["seeds"]) for r in rows] == [("target only", 2), ("target repeated", 2)]
+    assert [(r.setting, r.seeds) for r in rows] == [(Setting.TARGET_ONLY, 2), (Setting.REPEATED, 2)]
     runs = json.loads((out / "results.json").read_text())["runs"]
     for r, row in ((r, row) for row in rows for r in runs):
         assert "flow_seconds" not in r  # no flow ran
     accs = [r["acc"]["target only"] for r in runs]
-    assert rows[0]["mean"] == pytest.approx(sum(accs) / 2)
+    assert rows[0].mean == pytest.approx(sum(accs) / 2)
     config = (out / "usps-mnist-k5-s1/lenet/target_repeated/config.yaml").read_text()
     assert config.count("target.npz") == 3  # target + 100 flowed samples: the 50 targets three times
     with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
-        load_script("transfer").main(["--pairs", "svhn:mnist", "--out", str(out)])
+        transfer.main(["--pairs", "svhn:mnist", "--out", str(out)])
 
 
 def test_a_rerun_reuses_finished_work_and_source_models_serve_every_k(tmp_path: Path) -> None:
@@ -161,15 +162,15 @@ def test_a_rerun_reuses_finished_work_and_source_models_serve_every_k(tmp_path: 
     tiny = [a if a != "5" else "2" for a in TINY]  # k = 2 and 5: one source model for both
     rows = _ran(tmp_path, out, *tiny[:4], "5", *tiny[4:], "--seeds", "0", "--settings", "target only", "+ zT", "fine-tune")
     assert (task / "flow/summary.json").stat().st_mtime_ns == flow_made  # the k = 5 flow was not run again
-    again = {(r["k"], r["setting"]): r["mean"] for r in rows}
-    assert [again[(5, r["setting"])] for r in first] == [r["mean"] for r in first]  # its accuracies reused
-    assert {r["k"] for r in rows} == {2, 5} and (2, "fine-tune") in again
+    again = {(r.k, r.setting): r.mean for r in rows}
+    assert [again[(5, r.setting)] for r in first] == [r.mean for r in first]  # its accuracies reused
+    assert {r.k for r in rows} == {2, 5} and (2, Setting.FINETUNE) in again
     assert [p.name for p in (out / "sources").iterdir()] == ["usps-s0"]
     source_made = (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").stat().st_mtime_ns
     changed = _ran(tmp_path, out, *TINY, "--seeds", "0", "--settings", "fine-tune", "--lenet-args", "trainer.max_epochs=2")
     assert (out / "sources/usps-s0/lenet/checkpoints/last.ckpt").stat().st_mtime_ns != source_made  # options changed
     assert json.loads((task / "task.json").read_text())["key"]["lenet_args"] == ["trainer.max_epochs=2"]
-    assert changed[0]["setting"] == "fine-tune"
+    assert changed[0].setting is Setting.FINETUNE
 
 
 def test_mnist_to_usps_flows_onto_usps_and_scores_on_its_test_split(tmp_path: Path) -> None:
@@ -183,31 +184,30 @@ def test_mnist_to_usps_flows_onto_usps_and_scores_on_its_test_split(tmp_path: Pa
 
 
 def test_the_paper_protocol_is_a_yaml_file_and_command_line_options_win(tmp_path: Path) -> None:
-    runner = load_script("transfer")
-    args = runner.parse(["--protocol", "configs/transfer/paper.yaml", "--pairs", "usps:mnist"])
+    args = transfer.parse(["--protocol", "configs/transfer/paper.yaml", "--pairs", "usps:mnist"])
     assert args.shots == [5, 10, 100] and args.seeds == [0, 1, 2] and args.map_restarts == 10
-    assert args.pairs == ["usps:mnist"] and args.settings == list(runner.SETTINGS)
+    assert args.pairs == ["usps:mnist"] and args.settings == [s.label for s in Setting]
     bad = tmp_path / "bad.yaml"
     bad.write_text("shots: [5]\nepochs: 20\n")
     with pytest.raises(ValueError, match=r"unknown options \['epochs'\]"):
-        runner.parse(["--protocol", str(bad)])
+        transfer.parse(["--protocol", str(bad)])
     bad.write_text("settings: [target alone]\n")
     with pytest.raises(ValueError, match=r"unknown settings \['target alone'\]"):
-        runner.parse(["--protocol", str(bad)])
+        transfer.parse(["--protocol", str(bad)])
     with pytest.raises(FileNotFoundError, match="no file nowhere.yaml"):
-        runner.parse(["--protocol", "nowhere.yaml"])
+        transfer.parse(["--protocol", "nowhere.yaml"])
     with pytest.raises(ValueError, match="k must be >= 2"):
-        runner.parse(["--shots", "1"])
+        transfer.parse(["--shots", "1"])
 
 
 def test_schedule_study_reports_the_objective_curve_and_where_particles_land(tmp_path: Path) -> None:
     require_data("usps_h5/train.npz", "MNIST/raw")
-    runs = load_script("transfer_schedule").main(["--shots", "2", "--steps", "4", "--report", "2", "--threads", "1",
+    runs = transfer_schedule.main(["--shots", "2", "--steps", "4", "--report", "2", "--threads", "1",
                                                   "--out", str(tmp_path)])
-    assert [r["label_distance"] for r in runs] == ["diagonal", "full"]
+    assert [r.label_distance for r in runs] == ["diagonal", "full"]
     for r in runs:
-        assert r["steps"] == [0, 1, 2, 3] and r["objective"][-1] < r["objective"][0]
-        fall = (r["objective"][0] - r["objective"][2]) / (r["objective"][0] - r["objective"][-1])
-        assert r["fraction_of_fall"] == {2: pytest.approx(fall)}
-        assert r["landing"]["nearest"] < r["start"]["nearest"]
+        assert r.steps == [0, 1, 2, 3] and r.objective[-1] < r.objective[0]
+        fall = (r.objective[0] - r.objective[2]) / (r.objective[0] - r.objective[-1])
+        assert r.fraction_of_fall == {2: pytest.approx(fall)}
+        assert r.landing["nearest"] < r.start["nearest"]
     assert (tmp_path / "objective.png").is_file()

@@ -35,7 +35,7 @@ class GracefulInterrupt(L.Callback):
             raise KeyboardInterrupt  # second Ctrl-C: abort now
         self.requested = signum
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # after Lightning's own SIGTERM handler is installed (it would raise instead of stopping cleanly)
         self.requested = self.stopped_at = None
         if threading.current_thread() is not threading.main_thread():
@@ -44,7 +44,8 @@ class GracefulInterrupt(L.Callback):
             self._previous[sig] = signal.getsignal(sig)
             signal.signal(sig, self._handler)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         if self.stopped_at is not None:
             return
         # a signal seen by any process stops all of them after the same step (one all-reduce under DDP)
@@ -60,7 +61,7 @@ class GracefulInterrupt(L.Callback):
             f"checkpoint {path}; resume with --ckpt_path {path}"
         )
 
-    def teardown(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()

@@ -11,7 +11,7 @@ class, titled with step and accuracy), ``oracle/curves.png`` (Fig. 6: accuracy a
 and reference); see :mod:`dsflow.callbacks.flow_figures`.
 
 Scoring (:func:`score`): the oracle's C-class probabilities, mapped to the flow's C' labels by a
-:class:`~dsflow.ot.coupling.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
+:class:`~dsflow.ot.labels.CouplingHead` when ``coupling`` is set (the plan between the particles' classes and the
 reference classes for the flow's own label distances; never a mapping read off true labels). For flows on k-means
 pseudo-labels (:class:`~dsflow.data.PseudoLabeled`), the predicted cluster is mapped to a true label by the
 Hungarian alignment of clusters to true labels: for scoring only.
@@ -29,11 +29,13 @@ from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
 from dsflow.callbacks.flow_figures import image_flow_figure, score_curves_figure, trajectory_figure
+from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
+from dsflow.flows.interface import FlowLike, as_flow, particle_features
 from dsflow.io import write_json
-from dsflow.ot.coupling import CouplingHead, label_coupling
-from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
-from dsflow.ot.stats import class_counts
+from dsflow.ot.labels.coupling import CouplingHead, label_coupling
+from dsflow.ot.labels.label_distance import GaussianLabelDistance, LabelDistance
+from dsflow.ot.labels.stats import class_counts
 from dsflow.tasks.oracle import Oracle, load_oracle
 
 __all__ = ["OracleScorer", "score", "coupling_head"]
@@ -93,14 +95,16 @@ class OracleScorer(L.Callback):
         self._paths: list[tuple[int, Tensor]] = []  # (step, path particles (k', d)) for the Fig. 3 paths
 
     # ------------------------------------------------------------ set-up and validation (before the first step)
-    def setup(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.oracle = load_oracle(self.checkpoint)
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        oracle, p, ref = self.oracle, pl_module.particles, pl_module.reference
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        flow = as_flow(pl_module, "OracleScorer")
+        oracle, p, ref = self.oracle, flow.particles, flow.reference
         assert oracle is not None
         oracle.check_input(p.feature_shape)
-        spec = getattr(getattr(trainer, "datamodule", None), "source_spec", None)
+        datamodule = trainer.datamodule  # where the true labels of a pseudo-labeled source are kept
+        spec = datamodule.source_spec if isinstance(datamodule, FlowDataModule) else None
         true, c_true = (spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (p.y, p.num_classes))
         self._true = true.cpu()
         if isinstance(spec, PseudoLabeled):
@@ -121,32 +125,32 @@ class OracleScorer(L.Callback):
         self._frames, self._paths = [], []
 
     # ------------------------------------------------------------ scoring
-    def current(self, pl_module: Any) -> float:
-        """Accuracy (%) of the oracle on the current particles."""
+    def current(self, flow: FlowLike) -> float:
+        """Accuracy (%) of the oracle on the flow's current particles."""
         assert self.oracle is not None and self._true is not None
-        p, ref = pl_module.particles, pl_module.reference
-        x = p.x.detach()
+        p, ref = flow.particles, flow.reference
+        x = particle_features(flow)
         head = None
         if self.coupling:
             head = coupling_head(x, p.y, p.num_classes, ref.x, ref.y, ref.num_classes, self.label_distance)
         return score(self.oracle, x, self._true, head, self._alignment)
 
-    def _record(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def _record(self, trainer: L.Trainer, flow: FlowLike) -> None:
         step = trainer.global_step
         if self.history and self.history[-1]["step"] == step:
             return
-        acc = self.current(pl_module)
-        loss = pl_module.last_loss
+        acc = self.current(flow)
+        loss = flow.last_loss
         objective = float(loss.total) if loss is not None and step > 0 else float("nan")
         self.history.append({"step": step, "objective": objective, "accuracy": acc})
         for logger in trainer.loggers:
             metrics = {"oracle/acc": acc} | ({"oracle/objective": objective} if step > 0 else {})
             logger.log_metrics(metrics, step=step)
-        x = pl_module.particles.x.detach()
+        x = particle_features(flow)
         if self._path_idx is not None:
             self._paths.append((step, x[self._path_idx].reshape(self._path_idx.numel(), -1).cpu().clone()))
         if self._grid_idx is not None:
-            frame = x[self._grid_idx].reshape(-1, *pl_module.particles.feature_shape).cpu().clone()  # (k C, c, h, w)
+            frame = x[self._grid_idx].reshape(-1, *flow.particles.feature_shape).cpu().clone()  # (k C, c, h, w)
             self._frames.append((step, frame))
             if trainer.is_global_zero:
                 self._grid(trainer, frame, step)
@@ -161,28 +165,30 @@ class OracleScorer(L.Callback):
             if isinstance(logger, WandbLogger):
                 logger.log_image(key="flow/particles", images=[str(path)], step=step, caption=[f"step {step}"])
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._record(trainer, pl_module)
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._record(trainer, as_flow(pl_module, "OracleScorer"))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         k = self.every_n_steps
         if k and trainer.global_step % k == 0:
-            self._record(trainer, pl_module)
+            self._record(trainer, as_flow(pl_module, "OracleScorer"))
         if self.history:  # the latest accuracy in the progress bar's postfix, next to the objective
             pl_module.log("oracle_acc", self.history[-1]["accuracy"], prog_bar=True, logger=False)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._record(trainer, pl_module)
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        flow = as_flow(pl_module, "OracleScorer")
+        self._record(trainer, flow)
         if trainer.is_global_zero:
             write_json(Path(trainer.default_root_dir) / "oracle" / "history.json", self.history)
             if self.cluster_accuracy is not None:
                 write_json(Path(trainer.default_root_dir) / "oracle" / "clusters.json",
-                           {"accuracy": self.cluster_accuracy, "num_clusters": int(pl_module.particles.num_classes)})
-            self._figures(trainer, pl_module)
+                           {"accuracy": self.cluster_accuracy, "num_clusters": int(flow.particles.num_classes)})
+            self._figures(trainer, flow)
 
-    def _figures(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def _figures(self, trainer: L.Trainer, flow: FlowLike) -> None:
         """Write (and log to W&B) the Fig. 5 grid, the Fig. 6 curves and the Fig. 3 paths of this flow."""
-        out, p, ref = Path(trainer.default_root_dir) / "oracle", pl_module.particles, pl_module.reference
+        out, p, ref = Path(trainer.default_root_dir) / "oracle", flow.particles, flow.reference
         acc = {int(h["step"]): h["accuracy"] for h in self.history}
         kind = "cluster" if self._alignment is not None else "class"
         figures = {"curves": score_curves_figure(self.history, out / "curves.png")}

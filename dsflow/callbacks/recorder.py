@@ -28,6 +28,7 @@ from lightning.pytorch.loggers import WandbLogger
 
 from dsflow.callbacks.figures import plt, scatter_panels
 from dsflow.callbacks.interrupt import GracefulInterrupt
+from dsflow.flows.interface import FlowLike, as_flow
 from dsflow.io import atomic_write, load_npz, save_npz, snapshot_path, write_json
 
 __all__ = ["FlowRecorder"]
@@ -69,31 +70,35 @@ class FlowRecorder(L.Callback):
         return time.perf_counter() - self._t0 if self._t0 else 0.0
 
     # ------------------------------------------------------------ hooks
-    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        flow = as_flow(pl_module, "FlowRecorder")
         self._t0 = time.perf_counter()
         self._start_step = trainer.global_step
         if trainer.global_step == 0:
-            self._snapshot(trainer, pl_module)
+            self._snapshot(trainer, flow)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.initial_objective is None and pl_module.last_loss is not None:
-            self.initial_objective = float(pl_module.last_loss.total)
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        flow = as_flow(pl_module, "FlowRecorder")
+        if self.initial_objective is None and flow.last_loss is not None:
+            self.initial_objective = float(flow.last_loss.total)
         k = self.every_n_steps
         if k and trainer.global_step % k == 0:
-            self._snapshot(trainer, pl_module)
+            self._snapshot(trainer, flow)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        flow = as_flow(pl_module, "FlowRecorder")
         # every rank evaluates its reference shards, then the mean over ranks (a collective: before the rank check)
         with torch.no_grad():  # a value only: no graph to build
-            final = float(pl_module.global_loss(pl_module.compute_objective()).total)
+            final = float(flow.global_loss(flow.compute_objective()).total)
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)
         step = trainer.global_step
         if not snapshot_path(run_dir, step).exists():
-            self._snapshot(trainer, pl_module)
+            self._snapshot(trainer, flow)
         wall = self.elapsed + self._running()
-        x, y = _numpy(pl_module)
+        x, y = _numpy(flow)
         first = load_npz(snapshot_path(run_dir, 0), keys=("x", "y"))
         save_npz(run_dir / "final.npz", x=x, y=y, x0=first["x"], y0=first["y"])
         summary = {
@@ -103,7 +108,7 @@ class FlowRecorder(L.Callback):
             "wall_time_s": round(wall, 3),
             "seconds_per_step": round(wall / max(step, 1), 5),
             "num_particles": int(x.shape[0]),
-            "num_reference": int(pl_module.reference.x.shape[0]),
+            "num_reference": int(flow.reference.x.shape[0]),
             "feature_shape": list(x.shape[1:]),
             "interrupted": any(isinstance(cb, GracefulInterrupt) and cb.stopped_at is not None for cb in trainer.callbacks),
         }
@@ -111,17 +116,17 @@ class FlowRecorder(L.Callback):
         for logger in trainer.loggers:
             logger.log_metrics({"summary/final_objective": final}, step=step)
         if self.figure:
-            self._figure(trainer, pl_module, first, x, y)
+            self._figure(trainer, flow, first, x, y)
 
     # ------------------------------------------------------------ outputs
-    def _snapshot(self, trainer: L.Trainer, pl_module: Any) -> None:
+    def _snapshot(self, trainer: L.Trainer, flow: FlowLike) -> None:
         if not trainer.is_global_zero:
             return
-        x, y = _numpy(pl_module)
+        x, y = _numpy(flow)
         save_npz(snapshot_path(trainer.default_root_dir, trainer.global_step), x=x, y=y, step=np.int64(trainer.global_step))
 
-    def _figure(self, trainer: L.Trainer, pl_module: Any, first: dict, x: np.ndarray, y: np.ndarray) -> None:
-        ref = pl_module.reference
+    def _figure(self, trainer: L.Trainer, flow: FlowLike, first: dict, x: np.ndarray, y: np.ndarray) -> None:
+        ref = flow.reference
         ref_xy = (ref.x.cpu().numpy(), ref.y.cpu().numpy())
         n = x.shape[0]
         run_dir = Path(trainer.default_root_dir)
@@ -143,6 +148,6 @@ class FlowRecorder(L.Callback):
                 logger.log_image(key="flow/figure", images=[str(path)], step=trainer.global_step)
 
 
-def _numpy(pl_module: Any) -> tuple[np.ndarray, np.ndarray]:
-    data = pl_module.particles.as_data()
+def _numpy(flow: FlowLike) -> tuple[np.ndarray, np.ndarray]:
+    data = flow.particles.as_data()
     return data.x.cpu().numpy().astype(np.float32), data.y.cpu().numpy().astype(np.int64)

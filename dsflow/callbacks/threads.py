@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import lightning as L
 import torch
 
@@ -26,5 +24,5 @@ class TorchThreads(L.Callback):
             raise ValueError(f"TorchThreads: num_threads must be >= 1, got {num_threads}")
         self.num_threads = num_threads
 
-    def setup(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         torch.set_num_threads(self.num_threads)

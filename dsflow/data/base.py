@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dsflow.ot.stats import check_labels
+from dsflow.ot.labels.stats import check_labels
 
 __all__ = ["LabeledData", "DatasetSource"]
 

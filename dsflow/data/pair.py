@@ -26,8 +26,9 @@ class _Steps(Dataset):
 class FlowDataModule(L.LightningDataModule):
     """Pairs a source and a reference dataset for a :class:`~dsflow.flows.FlowModule`.
 
-    The FlowModule takes both datasets from ``source`` and ``reference`` in its ``setup``; the training loader
-    only counts steps (one batch = one flow step), so no data crosses from host to device during the flow.
+    ``flow.py`` links the loaded ``source`` and ``reference`` into the FlowModule's arguments of the same names
+    (the module never reads the datamodule); the training loader only counts steps (one batch = one flow step),
+    so no data crosses from host to device during the flow.
 
     Args:
         source: the dataset that flows (its features become the particles).

@@ -48,6 +48,7 @@ from dsflow.ot.otdd import otdd
 __all__ = [
     "ShardPlan",
     "ReferenceShards",
+    "LocalShards",
     "ShardSolvers",
     "stratified_shards",
     "shard_plan",
@@ -119,7 +120,7 @@ def _key(t: Tensor) -> tuple:
 
 class ReferenceShards:
     """A :class:`ShardPlan` with the local shards' reference tensors gathered once (stable tensors, so solvers
-    that cache reference-only work, like :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`, keep their cache)."""
+    that cache reference-only work, like :class:`~dsflow.ot.WarmSinkhorn`, keep their cache)."""
 
     def __init__(self, plan: ShardPlan) -> None:
         self.plan = plan
@@ -149,6 +150,27 @@ class ReferenceShards:
         for s, w, (xs, index) in zip(self.plan.shard_ids, self.plan.weights, self.parts(x_ref, labels.ref_index)):
             total = total + w * otdd(x, xs, labels._replace(ref_index=index), settings, solver=solver_of(s))
         return total
+
+
+class LocalShards:
+    """This process's :class:`ReferenceShards` for S = ``num_shards`` (None: one per process), planned again when
+    the number of processes or the rank changes (a checkpoint resumed on another W)."""
+
+    def __init__(self, num_shards: int | None) -> None:
+        if num_shards is not None and num_shards < 1:
+            raise ValueError(f"FlowModule: reference_shards must be >= 1, got {num_shards}")
+        self.num_shards = num_shards
+        self._shards: ReferenceShards | None = None
+
+    def __call__(self, y_ref: Tensor, world_size: int, rank: int) -> ReferenceShards | None:
+        """The shards of rank ``rank`` among ``world_size`` for y_ref (m,); None for one process and one shard (the
+        plain OTDD)."""
+        num = self.num_shards if self.num_shards is not None else world_size
+        if num == 1 and world_size == 1:
+            return None
+        if self._shards is None or not self._shards.matches(num, world_size, rank):
+            self._shards = ReferenceShards(shard_plan(y_ref, num, world_size, rank))
+        return self._shards
 
 
 class ShardSolvers:

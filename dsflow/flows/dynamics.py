@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from dsflow.flows.particles import Particles, Reference
-from dsflow.ot.class_layout import LayoutCache
 from dsflow.ot.costs import LabelCosts
-from dsflow.ot.label_distance import LabelDistance
-from dsflow.ot.products import SharedProducts
+from dsflow.ot.labels.class_layout import LayoutCache
+from dsflow.ot.labels.label_distance import LabelDistance
+from dsflow.ot.labels.products import SharedProducts
 
 __all__ = ["TableInputs", "LabelDynamics", "FeatureDriven"]
 

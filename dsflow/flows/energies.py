@@ -1,6 +1,6 @@
 """Energy terms of the objective (paper section 5): potentials V(rho) and interactions W(rho), chosen in YAML.
 
-Each class wraps a plain-torch energy of :mod:`dsflow.ot.energy_functions` as an :class:`ObjectiveTerm` with its own
+Each class wraps a plain-torch energy of :mod:`dsflow.ot.energies` as an :class:`ObjectiveTerm` with its own
 ``weight``; they combine freely with each other and with :class:`~dsflow.flows.objective.OTDDTerm` (or are used
 without it). Parameters given in YAML (lists) become non-persistent buffers, so they follow the module's device
 and dtype of the particles at evaluation time.
@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from dsflow.flows.objective import FlowState, ObjectiveTerm
-from dsflow.ot import energy_functions as E
-from dsflow.ot.interaction_kernels import ExponentialKernel, Kernel, NegativeSquaredDistance
+from dsflow.ot.energies import energy_functions as E
+from dsflow.ot.energies.interaction_kernels import ExponentialKernel, Kernel, NegativeSquaredDistance
 
 __all__ = [
     "NormTerm",
@@ -166,7 +166,7 @@ class InteractionTerm(ObjectiveTerm):
     """W(rho) = 1/2 iint W(x - x') d rho d rho' for a radial kernel, over all pairs or by label (eq. 11).
 
     Args:
-        kernel: the kernel W (e.g. :class:`~dsflow.ot.interaction_kernels.GaussianKernel`).
+        kernel: the kernel W (e.g. :class:`~dsflow.ot.energies.interaction_kernels.GaussianKernel`).
         pairs: "all" pairs, only pairs with "different" labels, or with the "same" label (W = 0 elsewhere).
         weight: multiplier of the term.
     """

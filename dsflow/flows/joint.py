@@ -27,8 +27,8 @@ from dsflow.flows.label_recovery import DBSCANLabelRecovery, LabelRecovery, matc
 from dsflow.flows.particles import Particles, Reference
 from dsflow.ot.costs import LabelCosts
 from dsflow.ot.distances import squared_distances
-from dsflow.ot.label_distance import BaseGaussianLabelDistance, LabelDistance
-from dsflow.ot.stats import LabelStats, check_labels, class_stats
+from dsflow.ot.labels.label_distance import BaseGaussianLabelDistance, LabelDistance
+from dsflow.ot.labels.stats import LabelStats, check_labels, class_stats
 
 __all__ = ["JointDrivenFixed", "JointDrivenVariable"]
 

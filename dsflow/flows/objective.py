@@ -17,12 +17,12 @@ from torch import Tensor, nn
 
 from dsflow.flows.distributed import ReferenceShards, ShardSolvers
 from dsflow.flows.dynamics import TableInputs
-from dsflow.ot.class_layout import LayoutCache
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
+from dsflow.ot.labels.class_layout import LayoutCache
+from dsflow.ot.labels.label_distance import GaussianLabelDistance, LabelDistance
 from dsflow.ot.otdd import otdd
-from dsflow.ot.outer_solver import OuterSolver
-from dsflow.ot.warm_sinkhorn import WarmSinkhorn
+from dsflow.ot.solvers.outer_solver import OuterSolver
+from dsflow.ot.solvers.warm_sinkhorn import WarmSinkhorn
 
 __all__ = ["FlowState", "FlowLoss", "ObjectiveTerm", "OTDDTerm", "Objective"]
 
@@ -95,8 +95,8 @@ class OTDDTerm(ObjectiveTerm):
         scaling: epsilon-scaling ratio of the Sinkhorn solver.
         label_distance: how label-to-label distances are computed (Gaussian by default).
         solver: how the outer Sinkhorn problem is solved; by default the fast
-            :class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`, warm-started from the previous step's potentials (it
-            holds them); :class:`~dsflow.ot.geomloss_solver.GeomlossSolver` is the dense reference path.
+            :class:`~dsflow.ot.WarmSinkhorn`, warm-started from the previous step's potentials (it
+            holds them); :class:`~dsflow.ot.GeomlossSolver` is the dense reference path.
 
     The term owns what its label tables keep between steps: the class layouts of the labels (``layouts``,
     computed once per label vector), and it lends each step's tables a fresh bundle of the inner products its

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from dsflow.ot.distances import squared_distances
-from dsflow.ot.products import SharedProducts
+from dsflow.ot.labels.products import SharedProducts
 
 __all__ = ["LabelCosts", "OTDDSettings", "augmented_cost"]
 

@@ -15,9 +15,10 @@ where alpha_y is the feature distribution of class y. The OTDD is the debiased e
 with OT_eps(a, b) = min_pi <pi, C> + eps KL(pi | a x b). The three problems need the label tables between the
 source classes (ss), source and reference classes (sr) and reference classes (rr).
 
-:func:`otdd` is a convenience: it hands the problem to a solver (:class:`~dsflow.ot.outer_solver.OuterSolver`),
-by default the dense reference :class:`~dsflow.ot.geomloss_solver.GeomlossSolver`; the flows' fast solver is
-:class:`~dsflow.ot.warm_sinkhorn.WarmSinkhorn`.
+:func:`otdd` is a convenience: it hands the problem to a solver (:class:`~dsflow.ot.OuterSolver`),
+by default a fresh :class:`~dsflow.ot.WarmSinkhorn` (the flows' fast solver, as in
+:class:`~dsflow.flows.OTDDTerm`); :class:`~dsflow.ot.GeomlossSolver` is the dense reference every faster solver
+is tested against, and the one to pass for gradients in x_ref, rr or the weights.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings
-from dsflow.ot.geomloss_solver import GeomlossSolver
-from dsflow.ot.outer_solver import OuterSolver
+from dsflow.ot.solvers.outer_solver import OuterSolver
+from dsflow.ot.solvers.warm_sinkhorn import WarmSinkhorn
 
 __all__ = ["otdd"]
 
@@ -49,10 +50,10 @@ def otdd(
         settings: outer OT settings.
         weights: (n,) source masses summing to 1 (uniform by default).
         ref_weights: (m,) reference masses summing to 1 (uniform by default).
-        solver: how the outer problem is solved; None: :class:`~dsflow.ot.geomloss_solver.GeomlossSolver`, the
-            dense reference every faster solver is tested against.
+        solver: how the outer problem is solved; None: a new :class:`~dsflow.ot.WarmSinkhorn` with its defaults
+            (cold, since it is new; a caller that solves a sequence of close problems passes one and keeps it).
     """
     if x.ndim != 2 or x_ref.ndim != 2 or x.shape[1] != x_ref.shape[1]:
         raise ValueError(f"otdd: expected x (n, d) and x_ref (m, d), got {tuple(x.shape)} and {tuple(x_ref.shape)}")
-    solver = solver if solver is not None else GeomlossSolver()
+    solver = solver if solver is not None else WarmSinkhorn()
     return solver(x, x_ref, labels, settings, weights, ref_weights)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from dsflow.ot.coupling import label_coupling
-from dsflow.ot.label_distance import LabelDistance
-from dsflow.ot.stats import class_counts
+from dsflow.ot.labels.coupling import label_coupling
+from dsflow.ot.labels.label_distance import LabelDistance
+from dsflow.ot.labels.stats import class_counts
 
 __all__ = ["accuracy", "class_map", "landing_labels", "landing_report"]
 

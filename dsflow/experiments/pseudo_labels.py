@@ -1,0 +1,248 @@
+"""Pseudo-label quality without tuning on the scored data: Hungarian cluster accuracy per dataset x method.
+
+    DSFLOW_DATA=../shared/data python benchmarks/pseudo_labels.py --n 2000 --seeds 0 1 \
+        --large-n 5000 --large-methods pixels-km hog-umap-km --out runs/pseudo_labels
+
+For every development dataset (class-balanced subsets of ``n``, subset seed = clustering seed = s) and method,
+clusters into C = #classes and scores the clusters against the true labels (Hungarian alignment; scoring only).
+Then the two label-free choices of docs/pseudo_labels.md:
+
+* leave-one-dataset-out: for each dataset, the method with the best mean accuracy on the OTHER datasets (all
+  seeds, at ``n``) and the accuracy that method gets on it;
+* per dataset, what :class:`~dsflow.data.SelectByAgreement` (among all methods run) and, when ``select-stability``
+  is among the methods, :class:`~dsflow.data.SelectByStability` (among ``STABILITY_CANDIDATES``) pick from its
+  images alone.
+
+Prints Markdown tables (accuracy %, mean over seeds; seconds per clustering, features included) and writes
+``results.json`` and ``results.md`` under ``--out``.
+"""
+
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+from torch import Tensor
+
+from dsflow.data import (
+    Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
+    GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures, Pseudolabeler,
+    SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, hungarian_alignment,
+)
+from dsflow.data.base import LabeledData
+from dsflow.experiments.datasets import development_datasets
+
+__all__ = ["FEATURES", "METHODS", "STABILITY_CANDIDATES", "MethodScore", "Choice", "Study", "parse", "accuracy",
+           "run_methods", "run_stability", "leave_one_out", "main", "tables"]
+
+#: feature maps shared by several methods (computed once per dataset, n and seed)
+FEATURES: dict[str, Callable[[int], ClusterFeatures]] = {
+    "pixels": lambda s: PixelFeatures(),
+    "pca": lambda s: PCAFeatures(seed=s),
+    "tsne100": lambda s: TSNEFeatures(perplexity=100, seed=s),
+    "umap": lambda s: UMAPFeatures(seed=s),
+    "hog": lambda s: GradientHistogramFeatures(),
+    "hog-umap": lambda s: Chain([GradientHistogramFeatures(), UMAPFeatures(seed=s)]),
+    "hog-umap-x0.5": lambda s: Chain([GradientHistogramFeatures(), UMAPFeatures(neighbor_scale=0.5, seed=s)]),
+    "hog-umap-x2": lambda s: Chain([GradientHistogramFeatures(), UMAPFeatures(neighbor_scale=2.0, seed=s)]),
+    "deskew-umap": lambda s: Chain([DeskewFeatures(), UMAPFeatures(seed=s)]),
+    "deskew-hog-umap": lambda s: Chain([DeskewFeatures(blur=0.0), GradientHistogramFeatures(), UMAPFeatures(seed=s)]),
+}
+
+#: methods: name -> (feature key, clusterer)
+METHODS: dict[str, tuple[str, Callable[[], Clusterer]]] = {
+    "pixels-km": ("pixels", KMeansClusterer),
+    "pca-km": ("pca", KMeansClusterer),
+    "tsne100-km": ("tsne100", KMeansClusterer),
+    "hog-km": ("hog", KMeansClusterer),
+    "hog-spectral": ("hog", SpectralClusterer),
+    "umap-km": ("umap", KMeansClusterer),
+    "hog-umap-km": ("hog-umap", KMeansClusterer),
+    "hog-umap-gmm": ("hog-umap", GaussianMixtureClusterer),
+    "hog-umap-merge": ("hog-umap", lambda: OverClusterMerge(factor=3)),
+    "hog-umap-consensus": ("hog-umap", ConsensusClusterer),
+    "hog-umap-x0.5-km": ("hog-umap-x0.5", KMeansClusterer),
+    "hog-umap-x2-km": ("hog-umap-x2", KMeansClusterer),
+    "deskew-umap-km": ("deskew-umap", KMeansClusterer),
+    "deskew-hog-umap-km": ("deskew-hog-umap", KMeansClusterer),
+}
+
+#: what SelectByStability chooses among (kept small: each candidate runs on three subsamples)
+STABILITY_CANDIDATES = ["hog-umap-x0.5-km", "hog-umap-km", "hog-umap-x2-km", "deskew-hog-umap-km", "umap-km"]
+SELECTIONS = ("select-agreement", "select-stability")
+
+
+class MethodScore(NamedTuple):
+    """One clustering of a dataset sample: what a selection chose (None: not a selection), seconds with features,
+    Hungarian accuracy (%)."""
+
+    chosen: str | None
+    seconds: float
+    accuracy: float
+
+
+class Choice(NamedTuple):
+    """Leave-one-dataset-out: the method best on the other datasets, and its accuracy (%) on this one."""
+
+    method: str
+    accuracy: float
+
+
+@dataclass
+class Study:
+    """Per dataset and method: accuracy (%) and seconds per seed; what the selections picked per seed; the
+    leave-one-dataset-out choices; the scores at ``--large-n`` (first seed)."""
+
+    accuracy: dict[str, dict[str, list[float]]]
+    seconds: dict[str, dict[str, list[float]]]
+    picks: dict[str, dict[str, list[str]]]
+    lodo: dict[str, Choice]
+    large: dict[str, dict[str, MethodScore]]
+
+    def mean(self) -> dict[str, dict[str, float]]:
+        """Accuracy (%) per dataset and method, mean over seeds."""
+        return {d: {m: float(np.mean(v)) for m, v in self.accuracy[d].items()} for d in self.accuracy}
+
+    def add(self, dataset: str, method: str, score: MethodScore) -> None:
+        self.accuracy[dataset].setdefault(method, []).append(score.accuracy)
+        self.seconds[dataset].setdefault(method, []).append(score.seconds)
+        if score.chosen is not None:
+            self.picks[dataset][method].append(score.chosen)
+
+    def to_json(self, args: argparse.Namespace) -> dict:
+        """``results.json``."""
+        return {"args": vars(args), "accuracy": self.accuracy, "seconds": self.seconds, "lodo": self.lodo,
+                "picks": self.picks, "large": {d: {m: v[1:] for m, v in r.items()} for d, r in self.large.items()}}
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    datasets = development_datasets()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", nargs="*", default=list(datasets), help="from: " + ", ".join(datasets))
+    p.add_argument("--methods", nargs="*", default=list(METHODS), help="from: " + ", ".join([*METHODS, "select-stability"]))
+    p.add_argument("--n", type=int, default=2000, help="samples per dataset (class-balanced)")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="subset and clustering seeds")
+    p.add_argument("--large-n", type=int, default=None, help="a second, larger n for --large-methods")
+    p.add_argument("--large-methods", nargs="*", default=[], help="methods also run at --large-n (first seed only)")
+    p.add_argument("--out", default="runs/pseudo_labels", help="folder of results.json and results.md")
+    return p.parse_args(argv)
+
+
+def accuracy(pseudo: Tensor, true: Tensor, k: int) -> float:
+    """Hungarian cluster accuracy (%), scoring only."""
+    return 100.0 * float((hungarian_alignment(pseudo, true, k, k)[pseudo] == true).double().mean())
+
+
+class _Fixed(Pseudolabeler):
+    """Labels already computed (lets SelectByAgreement choose among cached clusterings)."""
+
+    def __init__(self, labels: Tensor) -> None:
+        self.labels = labels
+
+    def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
+        return self.labels
+
+
+def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[str, MethodScore], LabeledData]:
+    """Per method (and ``select-agreement`` among them, given three or more): its score; and the data sample."""
+    data = development_datasets()[name].sample(n, seed).load()
+    k, cache, labels, out = data.num_classes, {}, {}, {}
+    for m in methods:
+        fkey, make = METHODS[m]
+        if fkey not in cache:
+            t0 = time.perf_counter()
+            z = FEATURES[fkey](seed)(data.x, k)
+            cache[fkey] = (z.reshape(z.shape[0], -1).double(), time.perf_counter() - t0)
+        z, ft = cache[fkey]
+        t0 = time.perf_counter()
+        labels[m] = make()(z, k, seed)
+        out[m] = MethodScore(None, ft + time.perf_counter() - t0, accuracy(labels[m], data.y, k))
+        print(f"{name} n={n} seed={seed} {m}: {out[m].accuracy:.1f} % in {out[m].seconds:.1f} s", flush=True)
+    if len(methods) >= 3:
+        select = SelectByAgreement([_Fixed(labels[m]) for m in methods])
+        chosen = select(data.x, k, seed)
+        out["select-agreement"] = MethodScore(methods[select.last.chosen], 0.0, accuracy(chosen, data.y, k))
+    return out, data
+
+
+def run_stability(data: LabeledData, seed: int) -> tuple[MethodScore, list[float]]:
+    """What SelectByStability picks on one dataset sample (its score), and the candidates' stability scores."""
+    cands = [ClusterPipeline(FEATURES[METHODS[m][0]](seed), METHODS[m][1](), name=m) for m in STABILITY_CANDIDATES]
+    select = SelectByStability(cands)
+    t0 = time.perf_counter()
+    labels = select(data.x, data.num_classes, seed)
+    acc = accuracy(labels, data.y, data.num_classes)
+    return MethodScore(STABILITY_CANDIDATES[select.last.chosen], time.perf_counter() - t0, acc), select.last.scores
+
+
+def leave_one_out(acc: dict[str, dict[str, float]], methods: list[str]) -> dict[str, Choice]:
+    """For each dataset: the method best on average over the other datasets, and its accuracy here."""
+    choice = {}
+    for d in acc:
+        others = [e for e in acc if e != d]
+        best = max(methods, key=lambda m: np.mean([acc[e][m] for e in others]))
+        choice[d] = Choice(best, acc[d][best])
+    return choice
+
+
+def _run_dataset(study: Study, d: str, args: argparse.Namespace, base: list[str]) -> None:
+    """Every method (and the selections) on each seed's sample of dataset ``d``, into ``study``."""
+    for s in args.seeds:
+        scores, data = run_methods(d, args.n, s, base)
+        for m, score in scores.items():
+            study.add(d, m, score)
+        if "select-stability" in args.methods:
+            score, stability = run_stability(data, s)
+            print(f"{d} seed={s} select-stability: {score.chosen} ({score.accuracy:.1f} %) "
+                  f"scores {np.round(stability, 3).tolist()}", flush=True)
+            study.add(d, "select-stability", score)
+
+
+def main(argv: list[str] | None = None) -> Study:
+    args = parse(argv)
+    base = [m for m in args.methods if m in METHODS]
+    study = Study({d: {} for d in args.datasets}, {d: {} for d in args.datasets},
+                  {d: {sel: [] for sel in SELECTIONS} for d in args.datasets}, {}, {})
+    for d in args.datasets:
+        _run_dataset(study, d, args, base)
+    study.lodo = leave_one_out(study.mean(), base) if len(args.datasets) > 1 else {}
+    if args.large_n and args.large_methods:
+        study.large = {d: run_methods(d, args.large_n, args.seeds[0], args.large_methods)[0] for d in args.datasets}
+    md = tables(study, args)
+    print(md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(study.to_json(args), indent=2))
+    (out / "results.md").write_text(md)
+    return study
+
+
+def tables(study: Study, args: argparse.Namespace) -> str:
+    """Markdown: accuracy (mean over seeds) per method x dataset, seconds, LODO and label-free choices."""
+    mean, ds = study.mean(), list(study.accuracy)
+    lines = [f"Hungarian cluster accuracy (%), n={args.n}, mean of seeds {args.seeds}; s = mean seconds per clustering", "",
+             "| method | " + " | ".join(ds) + " | mean | s |", "|---" * (len(ds) + 3) + "|"]
+    for m in next(iter(mean.values())):
+        row = [mean[d][m] for d in ds]
+        s = np.mean([np.mean(study.seconds[d][m]) for d in ds])
+        lines.append(f"| {m} | " + " | ".join(f"{a:.1f}" for a in row) + f" | {np.mean(row):.1f} | {s:.1f} |")
+    if study.lodo:
+        lines += ["", "| leave-one-dataset-out | " + " | ".join(ds) + " |", "|---" * (len(ds) + 1) + "|",
+                  "| chosen on the others | " + " | ".join(study.lodo[d].method for d in ds) + " |",
+                  "| its accuracy here | " + " | ".join(f"{study.lodo[d].accuracy:.1f}" for d in ds) + " |"]
+    for sel in SELECTIONS:
+        if any(study.picks[d][sel] for d in ds):
+            lines.append(f"| {sel} picks | " + " | ".join("/".join(study.picks[d][sel]) for d in ds) + " |")
+    if study.large:
+        lines += ["", f"n={args.large_n}, seed {args.seeds[0]}: accuracy % (seconds)", "",
+                  "| method | " + " | ".join(ds) + " |", "|---" * (len(ds) + 1) + "|"]
+        for m in next(iter(study.large.values())):
+            lines.append(f"| {m} | " + " | ".join(f"{study.large[d][m].accuracy:.1f} ({study.large[d][m].seconds:.0f})"
+                                                  for d in ds) + " |")
+    return "\n".join(lines)
