@@ -2,7 +2,8 @@
 
 Doors: the label distances (:class:`LabelDistance` and its Gaussian, diagonal Gaussian and exact variants), the
 per-class statistics (:class:`LabelStats`, :func:`class_stats`), the Bures-Wasserstein tables, the inner products
-shared with a solver (:class:`SharedProducts`), the class layout of a label vector (:class:`ClassLayout`), and the
+shared with a solver (:class:`SharedProducts`), how the Bures cross terms' nuclear norms are computed (:class:`NuclearNorms`: eigensolvers, or
+Newton-Schulz products on GPUs), the class layout of a label vector (:class:`ClassLayout`), and the
 coupling layer between label sets that differ (:func:`label_coupling`, :class:`CouplingHead`).
 """
 
@@ -15,12 +16,16 @@ from dsflow.ot.labels.label_distance import (
     BaseGaussianLabelDistance, ClassSamples, DiagonalGaussianLabelDistance, DiagonalStats, ExactLabelDistance,
     GaussianLabelDistance, LabelDistance,
 )
+from dsflow.ot.labels.nuclear import EigenNuclearNorms, NewtonSchulzNuclearNorms, NuclearNorms
 from dsflow.ot.labels.products import Gram, SharedProducts, inner_products
 from dsflow.ot.labels.stats import (
     LabelStats, Samples, check_labels, class_counts, class_factors, class_means, class_stats, group_by_class,
 )
 
 __all__ = [
+    "EigenNuclearNorms",
+    "NewtonSchulzNuclearNorms",
+    "NuclearNorms",
     "BaseGaussianLabelDistance",
     "ClassLayout",
     "ClassSamples",

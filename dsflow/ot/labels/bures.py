@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -25,9 +26,12 @@ from torch import Tensor
 from dsflow.ot.labels.products import SharedProducts, inner_products
 from dsflow.ot.labels.stats import LabelStats
 
+if TYPE_CHECKING:
+    from dsflow.ot.labels.nuclear import NuclearNorms
+
 __all__ = [
     "batched_eigvalsh", "bures_pair_table", "bures_wasserstein_table", "cross_term_eig", "cross_term_gram",
-    "cross_term_products", "cross_term_svd", "nuclear_norms", "sqrtm_psd",
+    "cross_term_pairs_eig", "cross_term_products", "cross_term_svd", "nuclear_norms", "sqrtm_psd",
 ]
 
 # A process resource, not state of any computation: worker threads for the batched CPU eigensolver
@@ -112,19 +116,20 @@ def _trace(stats: LabelStats) -> Tensor:
     return torch.diagonal(stats.full_covs(), dim1=-2, dim2=-1).sum(-1)  # the stored covs: factors are None
 
 
-def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
+def bures_wasserstein_table(a: LabelStats, b: LabelStats, nuclear: NuclearNorms | None = None) -> Tensor:
     """(Ca, Cb) squared Bures-Wasserstein distances W_2^2(N(mu_a, cov_a), N(mu_b, cov_b)) for all class pairs.
 
     Uses the small-SVD form when both sides carry sample factors narrower than d, the eigen form otherwise.
-    Differentiable in the means, covariances and factors (hence in the samples they came from).
+    Differentiable in the means, covariances and factors (hence in the samples they came from). ``nuclear``: how
+    the cross terms are computed (:mod:`dsflow.ot.labels.nuclear`; None: the eigen forms here).
     """
     if a.dim != b.dim:
         raise ValueError(f"bures_wasserstein_table: feature dimensions differ, {a.dim} vs {b.dim}")
     mean_term = (a.means[:, None, :] - b.means[None, :, :]).pow(2).sum(-1)  # (Ca, Cb)
     if a.factors is not None and b.factors is not None:
-        cross = cross_term_svd(a.factors, b.factors)
+        cross = cross_term_svd(a.factors, b.factors) if nuclear is None else nuclear.factor_cross(a.factors, b.factors)
     else:
-        cross = cross_term_eig(a.full_covs(), b.full_covs())
+        cross = (cross_term_eig if nuclear is None else nuclear.cov_cross)(a.full_covs(), b.full_covs())
     return (mean_term + _trace(a)[:, None] + _trace(b)[None, :] - 2 * cross).clamp_min(0)
 
 
@@ -132,7 +137,8 @@ def bures_wasserstein_table(a: LabelStats, b: LabelStats) -> Tensor:
 # Fast tables for statistics that need no gradient (fd-fl refreshes them every step under no_grad).
 
 
-def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor, all_pairs: bool = False) -> Tensor:
+def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor, all_pairs: bool = False,
+                    nuclear: NuclearNorms | None = None) -> Tensor:
     """(P,) nuclear norms |A_ia[p]^T B_ib[p]|_* of class pairs, from the eigenvalues of the smaller Gram matrix.
 
     |A^T B|_* = sum_k sqrt(lambda_k(M)), M = (A^T B)(A^T B)^T: one batched GEMM and a symmetric eigenvalue
@@ -144,6 +150,7 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
         factors_b: (Cb, d, rb) factors of the second side's classes.
         ia, ib: (P,) the class of each side in pair p.
         all_pairs: (ia, ib) is every pair, in row-major order (the blocks are then taken without a gather).
+        nuclear: how the nuclear norms are computed (:mod:`dsflow.ot.labels.nuclear`; None: :func:`nuclear_norms`).
     """
     (ca, d, ra), (cb, _, rb) = factors_a.shape, factors_b.shape
     if 2 * ia.shape[0] <= ca * cb:  # few pairs (a symmetric table's upper triangle): only their blocks
@@ -152,11 +159,11 @@ def cross_term_gram(factors_a: Tensor, factors_b: Tensor, ia: Tensor, ib: Tensor
         flat_a = factors_a.transpose(1, 2).reshape(ca * ra, d)  # (Ca ra, d)
         flat_b = factors_b.transpose(1, 2).reshape(cb * rb, d)  # (Cb rb, d)
         prods = _pairs((flat_a @ flat_b.T).view(ca, ra, cb, rb), ia, ib, all_pairs)  # one GEMM, then the blocks
-    return nuclear_norms(prods)
+    return nuclear_norms(prods) if nuclear is None else nuclear.norms(prods)
 
 
 def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool = False,
-                        products: SharedProducts | None = None) -> Tensor:
+                        products: SharedProducts | None = None, nuclear: NuclearNorms | None = None) -> Tensor:
     """(P,) the cross terms of :func:`cross_term_gram`, with the factors' products A_a^T B_b taken from the
     inner products of the samples themselves (one GEMM, put into ``products`` for the outer cost to reuse;
     :mod:`dsflow.ot.labels.products`), centred by rank-one corrections: (x_i - mu_a) . (y_j - mu_b) =
@@ -180,7 +187,8 @@ def cross_term_products(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, al
     scale_a = mask_a * (a.counts - 1).clamp_min(1).rsqrt()[:, None]  # (Ca, ra): 1 / sqrt(n_c - 1), 0 on padding
     scale_b = mask_b * (b.counts - 1).clamp_min(1).rsqrt()[:, None]
     blocks.mul_(scale_a[:, :, None, None]).mul_(scale_b[None, None])
-    return nuclear_norms(_pairs(blocks, ia, ib, all_pairs))
+    prods = _pairs(blocks, ia, ib, all_pairs)  # (P, ra, rb)
+    return nuclear_norms(prods) if nuclear is None else nuclear.norms(prods)
 
 
 def _pairs(blocks: Tensor, ia: Tensor, ib: Tensor, all_pairs: bool) -> Tensor:
@@ -197,29 +205,37 @@ def nuclear_norms(prods: Tensor) -> Tensor:
     return batched_eigvalsh(gram).clamp_min(0).sqrt().sum(-1)  # (P,)
 
 
-def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool,
-                products: SharedProducts | None) -> Tensor:
-    """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
-    if a.factors is not None and b.factors is not None:
-        if (products is not None and a.samples is not None and b.samples is not None
-                and products.admits(a.samples.x.shape[0], b.samples.x.shape[0])):
-            return cross_term_products(a, b, ia, ib, all_pairs, products)
-        return cross_term_gram(a.factors, b.factors, ia, ib, all_pairs)
-    roots = sqrtm_psd(a.full_covs())  # (Ca, d, d), one eigendecomposition per class
-    inner = roots[ia] @ b.full_covs()[ib] @ roots[ia]  # (P, d, d)
+def cross_term_pairs_eig(covs_a: Tensor, covs_b: Tensor, ia: Tensor, ib: Tensor) -> Tensor:
+    """(P,) tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the pairs (ia[p], ib[p]) of PSD covs_a (Ca, d, d) and
+    covs_b (Cb, d, d), by eigendecompositions (one square root per class of a)."""
+    roots = sqrtm_psd(covs_a)  # (Ca, d, d), one eigendecomposition per class
+    inner = roots[ia] @ covs_b[ib] @ roots[ia]  # (P, d, d)
     inner = 0.5 * (inner + inner.transpose(-1, -2))
     return batched_eigvalsh(inner).clamp_min(0).sqrt().sum(-1)
 
 
+def _pair_cross(a: LabelStats, b: LabelStats, ia: Tensor, ib: Tensor, all_pairs: bool,
+                products: SharedProducts | None, nuclear: NuclearNorms | None) -> Tensor:
+    """(P,) Bures cross terms tr((cov_a^{1/2} cov_b cov_a^{1/2})^{1/2}) of the class pairs (ia[p], ib[p])."""
+    if a.factors is not None and b.factors is not None:
+        if (products is not None and a.samples is not None and b.samples is not None
+                and products.admits(a.samples.x.shape[0], b.samples.x.shape[0])):
+            return cross_term_products(a, b, ia, ib, all_pairs, products, nuclear)
+        return cross_term_gram(a.factors, b.factors, ia, ib, all_pairs, nuclear)
+    return (cross_term_pairs_eig if nuclear is None else nuclear.cov_pair_cross)(a.full_covs(), b.full_covs(), ia, ib)
+
+
 @torch.no_grad()
-def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: SharedProducts | None = None) -> Tensor:
+def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: SharedProducts | None = None,
+                     nuclear: NuclearNorms | None = None) -> Tensor:
     """(Ca, Cb) squared Bures-Wasserstein table, as :func:`bures_wasserstein_table` but batched over the pairs
     that need computing, without autograd: with ``b=None`` the table of ``a`` with itself, whose diagonal is 0
     and lower triangle mirrors the upper (C (C - 1) / 2 pairs instead of C^2).
 
     With ``products`` (a solver's :class:`~dsflow.ot.labels.products.SharedProducts`), sample factors take their cross
     terms from the samples' inner products, which the bundle keeps for the outer cost (when it admits their size);
-    otherwise from the factors themselves.
+    otherwise from the factors themselves. ``nuclear``: how the cross terms are computed (:mod:`dsflow.ot.labels.nuclear`;
+    None: the eigen forms here).
     """
     symmetric = b is None
     b = a if b is None else b
@@ -232,6 +248,6 @@ def bures_pair_table(a: LabelStats, b: LabelStats | None = None, products: Share
         ia, ib = torch.cartesian_prod(torch.arange(ca, device=a.means.device),
                                       torch.arange(cb, device=a.means.device)).T  # (2, Ca Cb)
     mean_term = (a.means[ia] - b.means[ib]).pow(2).sum(-1)  # (P,)
-    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib, not symmetric, products)
+    values = mean_term + _trace(a)[ia] + _trace(b)[ib] - 2 * _pair_cross(a, b, ia, ib, not symmetric, products, nuclear)
     table = a.means.new_zeros(ca, cb).index_put_((ia, ib), values.clamp_min(0))
     return table + table.T if symmetric else table

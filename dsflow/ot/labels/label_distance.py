@@ -26,6 +26,7 @@ from torch import Tensor
 from dsflow.ot.distances import bounding_diameter, squared_distances
 from dsflow.ot.labels.bures import bures_pair_table, bures_wasserstein_table
 from dsflow.ot.labels.class_layout import ClassLayout, LayoutCache
+from dsflow.ot.labels.nuclear import NuclearNorms, default_nuclear_norms
 from dsflow.ot.labels.products import SharedProducts
 from dsflow.ot.labels.stats import LabelStats, class_stats, group_by_class
 
@@ -80,20 +81,32 @@ class BaseGaussianLabelDistance(LabelDistance, ABC):
 
 
 class GaussianLabelDistance(BaseGaussianLabelDistance):
-    """Bures-Wasserstein distance between class Gaussians N(mu_c, cov_c); summaries are :class:`LabelStats`."""
+    """Bures-Wasserstein distance between class Gaussians N(mu_c, cov_c); summaries are :class:`LabelStats`.
+
+    Args:
+        nuclear: how the cross terms (nuclear norms) are computed, :class:`~dsflow.ot.labels.nuclear.EigenNuclearNorms` or
+            :class:`~dsflow.ot.labels.nuclear.NewtonSchulzNuclearNorms`; None: by the device of the data at each call
+            (eigensolvers on a CPU, matrix products elsewhere: :func:`~dsflow.ot.labels.nuclear.default_nuclear_norms`).
+    """
+
+    def __init__(self, nuclear: NuclearNorms | None = None) -> None:
+        self.nuclear = nuclear
+
+    def _nuclear(self, a: LabelStats) -> NuclearNorms:
+        return self.nuclear if self.nuclear is not None else default_nuclear_norms(a.means.device)
 
     def summarize(self, x: Tensor, y: Tensor, num_classes: int, layouts: LayoutCache | None = None) -> LabelStats:
         return class_stats(x, y, num_classes, layout=_layout(layouts, y, num_classes))
 
     def table(self, a: LabelStats, b: LabelStats, products: SharedProducts | None = None) -> Tensor:
         if _needs_grad(a, b):
-            return bures_wasserstein_table(a, b)
-        return bures_pair_table(a, b, products)  # batched Gram eigenvalues: same values, no autograd
+            return bures_wasserstein_table(a, b, self._nuclear(a))
+        return bures_pair_table(a, b, products, self._nuclear(a))  # batched over pairs: same values, no autograd
 
     def self_table(self, a: LabelStats, products: SharedProducts | None = None) -> Tensor:
         if _needs_grad(a):
             return self.table(a, a)
-        return bures_pair_table(a, products=products)  # upper triangle only
+        return bures_pair_table(a, products=products, nuclear=self._nuclear(a))  # upper triangle only
 
     def gaussians(self, stats: LabelStats) -> LabelStats:
         return stats
