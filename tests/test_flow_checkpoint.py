@@ -13,6 +13,7 @@ from dsflow.cli import flow_main
 from dsflow.data import FlowDataModule, GaussianMixture
 from dsflow.flows import FlowModule, OTDDTerm
 from dsflow.flows.checkpoint import check_resumed_optimizer, restore_noise_state, save_noise_state
+from dsflow.flows.entropy import EntropyNoise
 from dsflow.flows.interface import as_flow
 
 CONFIG = str(Path(__file__).parent / "configs" / "tiny_flow.yaml")
@@ -43,12 +44,12 @@ class _RecordingGenerator:
 
 
 def _saved_noise(seed: int = 7) -> tuple[torch.Tensor, torch.Tensor]:
-    """A generator's saved state after 5 draws, and that generator's next 5 draws."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.randn(5, generator=gen)
+    """A CPU noise generator's saved state after one draw, and its next draw (5 numbers each)."""
+    noise = EntropyNoise(seed)
+    noise.draw(torch.zeros(5))
     checkpoint: dict = {}
-    save_noise_state(checkpoint, gen)
-    return checkpoint["noise_generator"], torch.randn(5, generator=gen)
+    save_noise_state(checkpoint, noise)
+    return checkpoint["noise_generator"]["state"], noise.draw(torch.zeros(5))
 
 
 def test_noise_restore_hands_set_state_a_cpu_byte_tensor() -> None:
@@ -72,6 +73,34 @@ def test_noise_restore_accepts_a_state_of_another_dtype() -> None:
         restore_noise_state(gen, [1, 2, 3])  # type: ignore[arg-type]
 
 
+def test_noise_is_drawn_on_the_particles_device_and_resumes_there(device: torch.device) -> None:
+    x = torch.zeros(4, 3, device=device)
+    noise = EntropyNoise(3)
+    noise.draw(x)
+    saved = noise.state()
+    assert saved["device"] == device.type and saved["draws"] == 1
+    expected = noise.draw(x)
+    assert expected.device == x.device
+    resumed = EntropyNoise(3)
+    resumed.load({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in saved.items()})  # map_location
+    torch.testing.assert_close(resumed.draw(x), expected, rtol=0, atol=0)
+
+
+def test_noise_of_an_older_checkpoint_continues_and_another_device_restarts_with_a_warning() -> None:
+    gen = torch.Generator().manual_seed(5)
+    torch.randn(3, generator=gen)
+    old = EntropyNoise(5)
+    old.load(gen.get_state())  # checkpoints before EntropyNoise held the CPU generator's bare state
+    torch.testing.assert_close(old.draw(torch.zeros(3)), torch.randn(3, generator=gen), rtol=0, atol=0)
+    elsewhere = EntropyNoise(5)
+    elsewhere.load({"device": "cuda", "state": torch.zeros(16, dtype=torch.uint8), "draws": 4})
+    with pytest.warns(RuntimeWarning, match="restarts from seed 5 \\+ 4 steps"):
+        xi = elsewhere.draw(torch.zeros(3))
+    torch.testing.assert_close(xi, torch.randn(3, generator=torch.Generator().manual_seed(9)), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="saved noise state"):
+        elsewhere.load([1, 2])
+
+
 def test_loaded_checkpoint_continues_the_noise(tmp_path: Path) -> None:
     """load_from_checkpoint (map_location given) restores the noise generator: the same draws as the saved flow."""
     dm = _datamodule()
@@ -79,7 +108,8 @@ def test_loaded_checkpoint_continues_the_noise(tmp_path: Path) -> None:
     module = FlowModule(temperature=0.01, noise_seed=3, source=dm.source, reference=dm.reference)
     _trainer(2, callbacks=[ckpt]).fit(module, dm)
     restored = FlowModule.load_from_checkpoint(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
-    torch.testing.assert_close(torch.randn(4, generator=restored.noise), torch.randn(4, generator=module.noise))
+    like = torch.zeros(4)
+    torch.testing.assert_close(restored.noise.draw(like), module.noise.draw(like), rtol=0, atol=0)
 
 
 def test_resumed_optimizer_is_checked_by_name_or_options() -> None:

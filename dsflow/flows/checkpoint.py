@@ -14,12 +14,13 @@ Every entry is a tensor or a plain value: ``torch.load(..., weights_only=True)``
 from __future__ import annotations
 
 import copy
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from dsflow.flows.entropy import EntropyNoise, GeneratorState, restore_noise_state
 from dsflow.flows.optimizer import build_optimizer
 
 __all__ = [
@@ -40,28 +41,9 @@ NOISE_KEY = "noise_generator"
 OPTIMIZER_KEY = "optimizer_class"
 
 
-class GeneratorState(Protocol):
-    """What :func:`restore_noise_state` needs of a generator (``torch.Generator`` has it)."""
-
-    def set_state(self, new_state: Tensor) -> Any: ...
-
-
-def save_noise_state(checkpoint: dict[str, Any], generator: torch.Generator) -> None:
-    """Store ``generator``'s state under ``noise_generator``."""
-    checkpoint[NOISE_KEY] = generator.get_state()
-
-
-def restore_noise_state(generator: GeneratorState, state: Tensor) -> None:
-    """Give ``generator`` a state saved by :func:`save_noise_state` (the bytes of a torch generator's state).
-
-    ``Generator.set_state`` takes only a CPU ByteTensor, but a checkpoint loaded with ``map_location="cuda"``
-    (``FlowModule.load_from_checkpoint(path, map_location="cuda")``) holds the state on the GPU: it is moved to
-    the CPU as uint8 first (the bytes are unchanged).
-    """
-    if not isinstance(state, Tensor):
-        raise TypeError(f"checkpoint['{NOISE_KEY}']: expected the noise generator's state (a tensor), "
-                        f"got {type(state).__name__}")
-    generator.set_state(state.to("cpu", torch.uint8))
+def save_noise_state(checkpoint: dict[str, Any], noise: EntropyNoise) -> None:
+    """Store the entropy noise's state (:meth:`EntropyNoise.state`) under ``noise_generator``."""
+    checkpoint[NOISE_KEY] = noise.state()
 
 
 def optimizer_class_name(optimizer: torch.optim.Optimizer) -> str:
@@ -106,20 +88,20 @@ def count_steps_as_manual(checkpoint: dict[str, Any]) -> None:
         loop["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(automatic)
 
 
-def save_flow_entries(checkpoint: dict[str, Any], generator: torch.Generator,
+def save_flow_entries(checkpoint: dict[str, Any], noise: EntropyNoise,
                       optimizers: list[torch.optim.Optimizer]) -> None:
     """``FlowModule.on_save_checkpoint``: the noise generator's state and the optimizer's class."""
-    save_noise_state(checkpoint, generator)
+    save_noise_state(checkpoint, noise)
     save_optimizer_class(checkpoint, optimizers)
 
 
-def load_flow_entries(checkpoint: dict[str, Any], generator: GeneratorState,
+def load_flow_entries(checkpoint: dict[str, Any], noise: EntropyNoise,
                       optimizer: OptimizerCallable | None) -> None:
     """``FlowModule.on_load_checkpoint``: restore the noise generator, upgrade old step counts (in place) and,
     when the checkpoint holds optimizer state, check it against the optimizer this run configures (``optimizer``,
     the module's factory, built over a probe parameter)."""
     if NOISE_KEY in checkpoint:
-        restore_noise_state(generator, checkpoint[NOISE_KEY])
+        noise.load(checkpoint[NOISE_KEY])
     count_steps_as_manual(checkpoint)
     if checkpoint.get("optimizer_states"):
         check_resumed_optimizer(checkpoint, build_optimizer(optimizer, [torch.nn.Parameter(torch.zeros(1))]))

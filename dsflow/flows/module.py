@@ -31,7 +31,7 @@ from dsflow.flows.distributed import (
     sync_labels,
 )
 from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
-from dsflow.flows.entropy import add_entropy_noise, particle_step_size
+from dsflow.flows.entropy import EntropyNoise, add_entropy_noise, particle_step_size
 from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
 from dsflow.flows.optimizer import build_optimizer
 from dsflow.flows.particles import Particles, Reference
@@ -48,7 +48,7 @@ class FlowModule(L.LightningModule):
         optimizer: optimizer factory over the module's parameters (default: SGD with step size 0.1, i.e. the
             forward Euler scheme with tau = 0.1).
         temperature: T >= 0 of the entropy term (:mod:`dsflow.flows.entropy`); 0 gives a deterministic flow.
-        noise_seed: seed of the noise generator.
+        noise_seed: seed of the noise generator (drawn on the particles' device: :class:`~dsflow.flows.entropy.EntropyNoise`).
         reference_shards: S, the reference shards of the minibatch OTDD (None: one per process; in one process
             the plain OTDD). A fixed S makes F independent of the number of processes W <= S: a one-process run
             with S shards reproduces a W-process run (:mod:`dsflow.flows.distributed`).
@@ -74,7 +74,7 @@ class FlowModule(L.LightningModule):
             raise ValueError("FlowModule: give both source and reference, or neither (then call init_data)")
         self.temperature = float(temperature)
         self._shards = LocalShards(reference_shards)
-        self.noise = torch.Generator().manual_seed(noise_seed)
+        self.noise = EntropyNoise(noise_seed)
         self.objective = Objective(terms if terms is not None else [OTDDTerm()])
         self.dynamics = dynamics if dynamics is not None else FeatureDriven()
         self.optimizer_factory = optimizer
