@@ -37,13 +37,13 @@ def test_objective_decreases_and_labels_persist(tmp_path: Path, device: torch.de
     module.init_data(dm.source, dm.reference)
     module.to(device)
     start = module.compute_objective().total.item()
-    x0, y0 = module.particles.x.detach().clone(), module.particles.y.clone()
+    x0, y0 = module.particles.x.detach().cpu().clone(), module.particles.y.cpu().clone()
     _trainer(tmp_path, 30, device, enable_checkpointing=False).fit(module, dm)
-    end = module.compute_objective().total.item()
+    end = module.compute_objective().total.item()  # Lightning's teardown left the module on the CPU
     assert end < 0.1 * start
     assert module.particles.x.shape == x0.shape
-    assert torch.equal(module.particles.y, y0)
-    assert not torch.equal(module.particles.x.detach(), x0)
+    assert torch.equal(module.particles.y.cpu(), y0)
+    assert not torch.equal(module.particles.x.detach().cpu(), x0)
 
 
 def test_step_is_scaled_by_n(tmp_path: Path, device: torch.device) -> None:
@@ -54,10 +54,10 @@ def test_step_is_scaled_by_n(tmp_path: Path, device: torch.device) -> None:
     module.to(device)
     x0 = module.particles.x.detach().clone()
     module.compute_objective().total.backward()
-    expected = x0 - 0.1 * module.particles.n * module.particles.x.grad
+    expected = (x0 - 0.1 * module.particles.n * module.particles.x.grad).cpu()
     module.particles.x.grad = None
-    _trainer(tmp_path, 1, device, enable_checkpointing=False).fit(module, dm)
-    torch.testing.assert_close(module.particles.x.detach(), expected, rtol=1e-4, atol=1e-5)
+    _trainer(tmp_path, 1, device, enable_checkpointing=False).fit(module, dm)  # ends with the module on the CPU
+    torch.testing.assert_close(module.particles.x.detach().cpu(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) -> None:
@@ -66,9 +66,9 @@ def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) 
     module = _flow(dm)
     _trainer(tmp_path, 10, device, callbacks=[ckpt]).fit(module, dm)
     path = tmp_path / "ckpt" / "last.ckpt"
-    restored = FlowModule.load_from_checkpoint(path, map_location=device, weights_only=False)
-    assert torch.equal(restored.particles.x, module.particles.x)
-    assert torch.equal(restored.particles.y, module.particles.y)
+    restored = FlowModule.load_from_checkpoint(path, map_location=device, weights_only=False)  # on the device;
+    assert torch.equal(restored.particles.x.cpu(), module.particles.x.cpu())  # the fitted module is on the CPU
+    assert torch.equal(restored.particles.y.cpu(), module.particles.y.cpu())
     assert restored.particles.feature_shape == (2,)
     solver_state = torch.load(path, weights_only=True)["state_dict"]["objective.terms.0._extra_state"]["solver"]
     assert {"g", "p", "moved", "n", "m", "settings"} <= set(solver_state)  # the warm start, as plain values
@@ -137,3 +137,53 @@ def test_checkpoint_of_an_automatically_optimized_flow_resumes_at_its_step(tmp_p
     straight = _flow(dm)
     _trainer(tmp_path, 8, enable_checkpointing=False).fit(straight, dm)
     torch.testing.assert_close(resumed.particles.x, straight.particles.x, rtol=0, atol=0)
+
+
+class _PrecisionProbe(OTDDTerm):
+    """The OTDD, recording the float32 matmul precision its products run at."""
+
+    seen: list[str] = []
+
+    def value(self, state):  # type: ignore[override]
+        type(self).seen.append(torch.get_float32_matmul_precision())
+        return super().value(state)
+
+
+@pytest.mark.parametrize("precision", ["highest", "high"])
+def test_flow_steps_run_at_the_flows_matmul_precision(precision: str) -> None:
+    """A process at "high" (what Lightning advises on GPUs: TF32 products) does not round the flow's cost
+    products: the flow sets its own precision around each step and puts the process's back."""
+    dm = _datamodule()
+    module = _flow(dm, terms=[_PrecisionProbe(eps=0.05)], matmul_precision=precision)
+    module.configure_model()
+    opt = torch.optim.SGD([module.particles.x], lr=0.1)
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium" if precision == "highest" else "highest")
+        _PrecisionProbe.seen.clear()
+        module.flow_step(opt)
+        module.compute_objective(keep_state=True)
+        assert _PrecisionProbe.seen == [precision, precision]
+        assert torch.get_float32_matmul_precision() == ("medium" if precision == "highest" else "highest")
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def test_an_evaluation_between_steps_leaves_the_next_step_unchanged() -> None:
+    """compute_objective(keep_state=True) (the run's final objective, before last.ckpt is written) leaves the
+    solvers' warm starts as they were: the flow continues as if it had not been evaluated."""
+    runs = []
+    for evaluate in (False, True):
+        dm = _datamodule()
+        module = _flow(dm, terms=[OTDDTerm(eps=0.05)])
+        module.configure_model()
+        opt = torch.optim.SGD([module.particles.x], lr=0.1)
+        module.flow_step(opt)
+        if evaluate:
+            here = module.particles.x.detach().clone()
+            module.particles.x.data.add_(0.3)  # evaluated elsewhere: the warm start would move there
+            module.compute_objective(keep_state=True)
+            module.particles.x.data.copy_(here)
+        module.flow_step(opt)
+        runs.append(module.particles.x.detach().clone())
+    assert torch.equal(runs[0], runs[1])

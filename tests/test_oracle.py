@@ -222,3 +222,20 @@ def test_label_coupling_is_the_optimal_plan_for_unequal_histograms() -> None:
         CouplingHead(torch.zeros(2, 3))
     with pytest.raises(ValueError, match=r"must be \(C', C\)"):
         label_coupling(torch.zeros(3))
+
+
+def test_scoring_runs_on_the_particles_device(tmp_path: Path, device: torch.device) -> None:
+    """The oracle scores where the particles are: no copy of them to the host, one read (the accuracy)."""
+    from dsflow.callbacks.oracle import score
+    from dsflow.host_reads import HostReads
+
+    net = LeNet5(num_classes=3)
+    oracle = load_oracle(save_oracle(net, tmp_path / "o.ckpt")).to(device)
+    x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+    true = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1], device=device)
+    assert oracle.probs(x).device == x.device
+    with HostReads() as reads:
+        acc = score(oracle, x, true)
+    assert reads.count == 1, reads.summary()
+    expected = 100.0 * float((net.eval()(x.cpu()).argmax(-1) == true.cpu()).double().mean())
+    assert acc == pytest.approx(expected)

@@ -48,7 +48,7 @@ def test_symmetry(device: torch.device) -> None:
 def test_invariant_to_renaming_classes(device: torch.device) -> None:
     xa, ya = _data(0, 24, 3, device=device)
     xb, yb = _data(1, 20, 2, shift=1.5, device=device)
-    perm = torch.tensor([2, 0, 1])
+    perm = torch.tensor([2, 0, 1], device=device)
     torch.testing.assert_close(_otdd(xa, ya, 3, xb, yb, 2), _otdd(xa, perm[ya], 3, xb, yb, 2), rtol=1e-6, atol=1e-8)
 
 

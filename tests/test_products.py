@@ -160,3 +160,24 @@ def test_layouts_are_computed_once_per_label_vector(device: torch.device) -> Non
     assert cache.get(y, 4) is not layout and len(cache) == 2
     with pytest.raises(ValueError, match="class layout covers 40 samples in 4 classes"):
         class_stats(x[:30], y[:30], 4, layout=layout)
+
+
+def test_stored_costs_are_sized_for_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dense/blocked choice: 60 million entries on a CPU; on a GPU half its free memory (three float32
+    matrices an entry), read once per device: an idle 141 GB H200 stores the costs of n = m = 50,000."""
+    from dsflow.ot.solvers import memory
+
+    assert WarmSinkhorn().dense_entries(torch.device("cpu")) == memory.CPU_DENSE_ENTRIES
+    assert WarmSinkhorn(dense_limit=7).dense_entries(torch.device("cpu")) == 7
+    calls = []
+
+    def h200(device: torch.device) -> tuple[int, int]:
+        calls.append(device)
+        return 141 * 10**9, 141 * 10**9
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", h200)
+    solver = WarmSinkhorn()
+    n = 50_000
+    assert solver.dense_entries(torch.device("cuda", 0)) >= n * n + n * n
+    assert solver.shared_products(torch.device("cuda", 0)).admits(n, n)
+    assert len(calls) == 1  # kept: the path does not change as the flow allocates

@@ -44,8 +44,8 @@ __all__ = ["OracleScorer", "score", "coupling_head"]
 def coupling_head(x: Tensor, y: Tensor, c: int, x_ref: Tensor, y_ref: Tensor, c_ref: int, distance: LabelDistance) -> CouplingHead:
     """The coupling layer (C', C) between the classes of (x (n, d), y (n,)) and (x_ref (m, d), y_ref (m,))."""
     cost = distance(x, y, c, x_ref, y_ref, c_ref)  # (C', C)
-    plan = label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())
-    return CouplingHead(plan)
+    plan = label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())  # (C', C), host
+    return CouplingHead(plan).to(x.device)
 
 
 def score(oracle: Oracle, x: Tensor, true: Tensor, head: CouplingHead | None = None, alignment: Tensor | None = None) -> float:
@@ -61,7 +61,7 @@ def score(oracle: Oracle, x: Tensor, true: Tensor, head: CouplingHead | None = N
     pred = probs.argmax(-1)
     if alignment is not None:
         pred = alignment[pred]
-    return 100.0 * float((pred == true.cpu()).double().mean())
+    return 100.0 * float((pred == true.to(pred.device)).double().mean())  # one host read
 
 
 class OracleScorer(L.Callback):
@@ -103,17 +103,18 @@ class OracleScorer(L.Callback):
         oracle, p, ref = self.oracle, flow.particles, flow.reference
         assert oracle is not None
         oracle.check_input(p.feature_shape)
+        oracle.to(pl_module.device)  # scores where the particles are: no copy of them to the host
         datamodule = trainer.datamodule  # where the true labels of a pseudo-labeled source are kept
         spec = datamodule.source_spec if isinstance(datamodule, FlowDataModule) else None
         true, c_true = (spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (p.y, p.num_classes))
-        self._true = true.cpu()
+        self._true = true.to(pl_module.device)
         if isinstance(spec, PseudoLabeled):
             if not self.coupling and oracle.num_classes != c_true:
                 raise ValueError(f"OracleScorer: oracle has {oracle.num_classes} classes, the data {c_true}; set coupling: true")
-            aligned = hungarian_alignment(p.y.cpu(), self._true, p.num_classes, c_true)
-            self._alignment = aligned if self.coupling else None
+            aligned = hungarian_alignment(p.y.cpu(), true.cpu(), p.num_classes, c_true)
+            self._alignment = aligned.to(pl_module.device) if self.coupling else None
             # what the pseudo-labels alone score (the same alignment): the flow moves clusters, so this bounds it
-            self.cluster_accuracy = 100.0 * float((aligned[p.y.cpu()] == self._true).double().mean())
+            self.cluster_accuracy = 100.0 * float((aligned[p.y.cpu()] == true.cpu()).double().mean())
             for logger in trainer.loggers:
                 logger.log_metrics({"oracle/cluster_acc": self.cluster_accuracy}, step=0)
         elif self.coupling and oracle.num_classes != ref.num_classes:

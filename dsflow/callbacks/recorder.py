@@ -90,7 +90,7 @@ class FlowRecorder(L.Callback):
         flow = as_flow(pl_module, "FlowRecorder")
         # every rank evaluates its reference shards, then the mean over ranks (a collective: before the rank check)
         with torch.no_grad():  # a value only: no graph to build
-            final = float(flow.global_loss(flow.compute_objective()).total)
+            final = float(flow.global_loss(flow.compute_objective(keep_state=True)).total)  # last.ckpt stays exact
         if not trainer.is_global_zero:
             return
         run_dir = Path(trainer.default_root_dir)

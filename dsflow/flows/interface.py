@@ -30,8 +30,9 @@ class FlowLike(Protocol):
     reference: Reference
     last_loss: FlowLoss | None
 
-    def compute_objective(self) -> FlowLoss:
-        """F at the current particles: this process's share of the reference shards."""
+    def compute_objective(self, keep_state: bool = False) -> FlowLoss:
+        """F at the current particles: this process's share of the reference shards (``keep_state``: leaving the
+        solvers' warm starts as they were)."""
         ...
 
     def global_loss(self, loss: FlowLoss) -> FlowLoss:

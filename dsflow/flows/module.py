@@ -23,18 +23,14 @@ from dsflow.data.base import LabeledData
 from dsflow.flows.checkpoint import load_flow_entries, save_flow_entries
 from dsflow.flows.checks import check_finite, check_flow_data, divergence_at
 from dsflow.flows.distributed import (
-    LocalShards,
-    ReferenceShards,
-    check_replicated,
-    ddp_ignored_buffers,
-    global_loss_values,
-    sync_labels,
+    LocalShards, ReferenceShards, check_replicated, ddp_ignored_buffers, global_loss_values, sync_labels,
 )
 from dsflow.flows.dynamics import FeatureDriven, LabelDynamics
 from dsflow.flows.entropy import EntropyNoise, add_entropy_noise, particle_step_size
 from dsflow.flows.objective import FlowLoss, FlowState, Objective, ObjectiveTerm, OTDDTerm
 from dsflow.flows.optimizer import build_optimizer
 from dsflow.flows.particles import Particles, Reference
+from dsflow.process import MatmulPrecision, float32_matmul_precision
 
 __all__ = ["FlowModule"]
 
@@ -48,7 +44,10 @@ class FlowModule(L.LightningModule):
         optimizer: optimizer factory over the module's parameters (default: SGD with step size 0.1, i.e. the
             forward Euler scheme with tau = 0.1).
         temperature: T >= 0 of the entropy term (:mod:`dsflow.flows.entropy`); 0 gives a deterministic flow.
-        noise_seed: seed of the noise generator (drawn on the particles' device: :class:`~dsflow.flows.entropy.EntropyNoise`).
+        noise_seed: seed of the noise generator (:class:`~dsflow.flows.entropy.EntropyNoise`, on the particles' device).
+        matmul_precision: float32 matmul precision of the steps' products, whatever the process's
+            (:func:`dsflow.process.float32_matmul_precision`; "high" allows TF32 on GPUs, docs/speed.md; None: the
+            process's).
         reference_shards: S, the reference shards of the minibatch OTDD (None: one per process; in one process
             the plain OTDD). A fixed S makes F independent of the number of processes W <= S: a one-process run
             with S shards reproduces a W-process run (:mod:`dsflow.flows.distributed`).
@@ -66,13 +65,14 @@ class FlowModule(L.LightningModule):
         reference_shards: int | None = None,
         source: LabeledData | None = None,
         reference: LabeledData | None = None,
+        matmul_precision: MatmulPrecision | None = "highest",
     ) -> None:
         super().__init__()
         if temperature < 0:
             raise ValueError(f"FlowModule: temperature must be >= 0, got {temperature}")
         if (source is None) != (reference is None):
             raise ValueError("FlowModule: give both source and reference, or neither (then call init_data)")
-        self.temperature = float(temperature)
+        self.temperature, self.matmul_precision = float(temperature), matmul_precision
         self._shards = LocalShards(reference_shards)
         self.noise = EntropyNoise(noise_seed)
         self.objective = Objective(terms if terms is not None else [OTDDTerm()])
@@ -113,7 +113,7 @@ class FlowModule(L.LightningModule):
     def state(self) -> FlowState:
         """The current :class:`FlowState`, with label tables when a term needs them."""
         p, r = self.particles, self.reference
-        inputs = self.objective.table_inputs()
+        inputs = self.objective.table_inputs(self.reference.x.device if self.reference.x is not None else None)
         labels = None if inputs is None else self.dynamics.label_costs(p, r, inputs)
         assert p.x is not None
         return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
@@ -129,9 +129,11 @@ class FlowModule(L.LightningModule):
         values = global_loss_values(values, self.trainer.strategy if self._trainer is not None else None)
         return FlowLoss(values[0], dict(zip(loss.parts, values[1:])))
 
-    def compute_objective(self) -> FlowLoss:
-        """F at the current particles (differentiable in the parameters)."""
-        return self.objective(self.state())
+    def compute_objective(self, keep_state: bool = False) -> FlowLoss:
+        """F at the current particles (differentiable in the parameters), at the flow's matmul precision;
+        ``keep_state``: the solvers' warm starts are left as they were (:meth:`Objective.state_kept`)."""
+        with float32_matmul_precision(self.matmul_precision), self.objective.state_kept(keep_state):
+            return self.objective(self.state())
 
     # ---------------------------------------------------------------- training
     def flow_step(self, optimizer: torch.optim.Optimizer) -> FlowLoss:
@@ -152,13 +154,10 @@ class FlowModule(L.LightningModule):
         """
         step = self.global_step  # the step being taken (Lightning counts it once the optimizer has stepped)
         optimizer.zero_grad()
-        with divergence_at(step):  # a solver's FloatingPointError, with the step number
+        with float32_matmul_precision(self.matmul_precision), divergence_at(step):  # errors say the step
             loss = self.compute_objective()
-        self.last_loss = self.global_loss(loss)  # the same on every rank: logs, summary and divergence checks agree
-        if self._trainer is not None:
-            self.manual_backward(loss.total)
-        else:
-            loss.total.backward()
+            self.last_loss = self.global_loss(loss)  # the same on every rank: logs, summary and checks agree
+            self.manual_backward(loss.total) if self._trainer is not None else loss.total.backward()
         self.scale_grads()
         optimizer.step()
         x = self.particles.x

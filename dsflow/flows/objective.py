@@ -8,8 +8,9 @@ rho = (1/n) sum_i delta_{z_i}. The flow multiplies the particles' gradient by n 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat
@@ -128,9 +129,9 @@ class OTDDTerm(ObjectiveTerm):
     def name(self) -> str:
         return "otdd"
 
-    def table_inputs(self) -> TableInputs:
+    def table_inputs(self, device: torch.device | None = None) -> TableInputs:
         """What this step's label tables are built with: the distance, the layouts, the solver's products bundle."""
-        return TableInputs(self.label_distance, self.layouts, self.solver.shared_products())
+        return TableInputs(self.label_distance, self.layouts, self.solver.shared_products(device))
 
     def get_extra_state(self) -> dict[str, Any]:
         """The solvers' warm-start state, kept in checkpoints so that a resumed flow continues exactly."""
@@ -163,6 +164,20 @@ class Objective(nn.Module):
         self.terms = nn.ModuleList(terms)
         self.names = _unique_names([t.name for t in terms])
 
+    @contextmanager
+    def state_kept(self, keep: bool = True) -> Iterator[None]:
+        """A block whose solves leave no trace (with ``keep``): every term's warm-start state (its extra state) is
+        put back after it. An evaluation between steps (the final objective of a run) must not change the next
+        step's start, nor what a checkpoint written next holds: else resuming a finished run would not continue it
+        exactly."""
+        saved = [(t, t.get_extra_state()) for t in self.terms
+                 if keep and type(t).get_extra_state is not nn.Module.get_extra_state]
+        try:
+            yield
+        finally:
+            for term, state in saved:
+                term.set_extra_state(state)
+
     @property
     def label_distance(self) -> LabelDistance | None:
         """The label distance of the (first) term that needs label tables, if any."""
@@ -171,11 +186,12 @@ class Objective(nn.Module):
                 return term.label_distance  # type: ignore[attr-defined]
         return None
 
-    def table_inputs(self) -> TableInputs | None:
-        """This step's :class:`~dsflow.flows.dynamics.TableInputs` from the (first) term that needs label tables."""
+    def table_inputs(self, device: torch.device | None = None) -> TableInputs | None:
+        """This step's :class:`~dsflow.flows.dynamics.TableInputs` (for data on ``device``) from the (first) term
+        that needs label tables."""
         for term in self.terms:
             if term.needs_labels:
-                return term.table_inputs()  # type: ignore[attr-defined]
+                return term.table_inputs(device)  # type: ignore[attr-defined]
         return None
 
     def forward(self, state: FlowState) -> FlowLoss:

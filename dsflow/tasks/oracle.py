@@ -32,11 +32,16 @@ class Oracle:
 
     @torch.no_grad()
     def probs(self, x: Tensor, batch_size: int = 1000) -> Tensor:
-        """(n, num_classes) class probabilities of x (n, *input_shape) or flat (n, d)."""
+        """(n, num_classes) class probabilities of x (n, *input_shape) or flat (n, d), on the oracle's device (put
+        it on the data's with :meth:`to`: scoring a flow then copies nothing to the host)."""
         x = x.reshape(x.shape[0], *self.input_shape)
         device = next(self.net.parameters()).device
-        out = [torch.softmax(self.net(b.to(device)), -1).cpu() for b in x.split(batch_size)]
-        return torch.cat(out)
+        return torch.cat([torch.softmax(self.net(b.to(device)), -1) for b in x.split(batch_size)])
+
+    def to(self, device: torch.device | str) -> "Oracle":
+        """This oracle with its network on ``device`` (in place; returned for chaining)."""
+        self.net.to(device)
+        return self
 
 
 def _net_class(class_path: str) -> type[nn.Module]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from dsflow.ot.costs import LabelCosts, OTDDSettings
@@ -24,8 +25,8 @@ class OuterSolver(ABC):
         """Args: x (n, d), x_ref (m, d), labels, settings, weights (n,) and ref_weights (m,) summing to 1
         (None: uniform)."""
 
-    def shared_products(self) -> SharedProducts | None:
-        """A fresh bundle for the inner products this solver reuses from the label tables of one step
+    def shared_products(self, device: torch.device | None = None) -> SharedProducts | None:
+        """A fresh bundle for the inner products this solver reuses from the label tables of one step on ``device``
         (:mod:`dsflow.ot.labels.products`), or None when it builds every cost itself (the default)."""
         return None
 

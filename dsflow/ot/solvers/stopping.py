@@ -25,12 +25,13 @@ counting from the frozen sweep. Everything runs without autograd.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-__all__ = ["Absorption", "SweepRun", "sweep_until"]
+__all__ = ["Absorption", "SweepHints", "SweepRun", "sweep_until"]
 
 State = tuple[Tensor, ...]
 #: one sweep: (state, over-relaxation omega () or None) -> (next state, () convergence number)
@@ -60,6 +61,15 @@ class SweepRun(NamedTuple):
     iterations: int
     converged: bool
     reads: int
+
+
+@dataclass
+class SweepHints:
+    """Sweeps the last cross and self solves of a solver took at the target epsilon: where the next solve's host
+    first reads its stopping rule (:func:`sweep_until`'s ``hint``)."""
+
+    cross: int = 0
+    own: int = 0
 
 
 def _where(mask: Tensor, kept: State, new: State) -> State:

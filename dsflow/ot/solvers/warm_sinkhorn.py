@@ -21,7 +21,6 @@ It returns the dense :class:`~dsflow.ot.GeomlossSolver`'s value and gradient in 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -35,7 +34,9 @@ from dsflow.ot.solvers.log_sinkhorn import (
     CrossProblem, Schedule, SelfProblem, SweepLimits, Sweeps, anneal, cold_schedule, iterate, solve, warm_schedule,
 )
 from dsflow.ot.solvers.multiscale import coarse_cross, coarse_self
+from dsflow.ot.solvers.memory import dense_entries
 from dsflow.ot.solvers.outer_solver import OuterSolver
+from dsflow.ot.solvers.stopping import SweepHints
 from dsflow.ot.solvers.warm_state import EnvelopeValue, WarmState, host_later
 
 __all__ = ["WarmSinkhorn", "SinkhornCapWarning"]
@@ -78,15 +79,6 @@ def _given(t: Tensor | None, what: str) -> Tensor:
     return t
 
 
-@dataclass
-class _Hints:
-    """Sweeps the last cross and self solves took at the target epsilon: where the next solve's host first reads
-    its stopping rule (:func:`~dsflow.ot.solvers.stopping.sweep_until`)."""
-
-    cross: int = 0
-    own: int = 0
-
-
 class WarmSinkhorn(OuterSolver):
     """Warm-started log-domain Sinkhorn divergence with envelope gradients and an optional block path.
 
@@ -94,7 +86,9 @@ class WarmSinkhorn(OuterSolver):
         tol: stop when a sweep moves no potential by more than ``tol * eps`` (a log-marginal error of ``tol``).
         max_iter: most sweeps at the target epsilon per call.
         check_every: sweeps between convergence checks (each check waits for the device: one host sync).
-        dense_limit: store the cost matrices while n m + n^2 stays within this many entries; above it the
+        dense_limit: store the cost matrices while n m + n^2 stays within this many entries (None: sized for the
+            device, :func:`~dsflow.ot.solvers.memory.dense_entries`: 60 million on a CPU, half the free memory of a
+            GPU); above it the
             cost is rebuilt in row blocks at every sweep (linear memory). The label tables share their inner
             products with the stored costs up to the same size (:meth:`shared_products`).
         block_entries: entries of one (B, m) block on the block path.
@@ -121,13 +115,14 @@ class WarmSinkhorn(OuterSolver):
     """
 
     def __init__(
-        self, tol: float = 1e-4, max_iter: int = 50, check_every: int = 5, dense_limit: int = 60_000_000,
+        self, tol: float = 1e-4, max_iter: int = 50, check_every: int = 5, dense_limit: int | None = None,
         block_entries: int = 8_000_000, warm_start: bool = True, warm_levels: int = 16, coarse_size: int = 2048,
         overrelax: float = 1.5, warm_margin: int = 0, marginal_tol: float | None = None,
     ) -> None:
         if not 1.0 <= overrelax < 2.0:
             raise ValueError(f"WarmSinkhorn: overrelax must lie in [1, 2), got {overrelax}")
-        if (tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1 or dense_limit < 0 or warm_levels < 0
+        if (tol <= 0 or max_iter < 1 or check_every < 1 or block_entries < 1
+                or (dense_limit is not None and dense_limit < 0) or warm_levels < 0
                 or warm_margin < 0 or (marginal_tol is not None and marginal_tol <= 0)):
             raise ValueError(
                 f"WarmSinkhorn: need tol > 0, max_iter >= 1, check_every >= 1, block_entries >= 1, dense_limit >= 0, "
@@ -152,11 +147,23 @@ class WarmSinkhorn(OuterSolver):
         """Forget the warm-start potentials and the cached reference term."""
         self._state: WarmState | None = None  # live, or restored from a checkpoint (device None) until used
         self._reference: tuple[tuple[object, ...], Tensor] | None = None  # (problem key, <b, g_bb>)
-        self._hints = _Hints()
+        self._hints = SweepHints()
+        self._dense_by_device: dict[str, int] = {}
 
-    def shared_products(self) -> SharedProducts:
-        """Products up to ``dense_limit`` entries: the stored costs take them from the label tables."""
-        return SharedProducts(self.dense_limit)
+    def dense_entries(self, device: torch.device | None) -> int:
+        """The most entries n m + n^2 of stored costs on ``device``: ``dense_limit``, or
+        :func:`~dsflow.ot.solvers.memory.dense_entries` (read once per device and kept, so that a flow's path does
+        not change as it allocates)."""
+        if self.dense_limit is not None:
+            return self.dense_limit
+        key = str(device)
+        if key not in self._dense_by_device:
+            self._dense_by_device[key] = dense_entries(device)
+        return self._dense_by_device[key]
+
+    def shared_products(self, device: torch.device | None = None) -> SharedProducts:
+        """Products up to :meth:`dense_entries` on ``device``: the stored costs take them from the label tables."""
+        return SharedProducts(self.dense_entries(device))
 
     def state_dict(self) -> dict[str, Any]:
         """The warm-start potentials (on CPU) and the problem they solve, so that a resumed flow is exact."""
@@ -196,7 +203,7 @@ class WarmSinkhorn(OuterSolver):
         if self._reference is not None and self._reference[0] == key:
             return self._reference[1]
         m = x_ref.shape[0]
-        store = m * m <= self.dense_limit
+        store = m * m <= self.dense_entries(x_ref.device)
         cost = self._cost(x_ref, x_ref, labels.ref_index, labels.ref_index, labels.rr, s, store, labels.products)
         if store or m <= self.coarse_size:
             p, schedule = torch.zeros_like(b_log), cold_schedule((x_ref,), labels.rr, s)
@@ -290,7 +297,7 @@ class WarmSinkhorn(OuterSolver):
         b = x.new_full((m,), 1.0 / m) if ref_weights is None else ref_weights
         a_log, b_log = a.log(), b.log()
         ss, sr = labels.ss.detach(), labels.sr.detach()
-        store = n * m + (n * n if s.debias else 0) <= self.dense_limit
+        store = n * m + (n * n if s.debias else 0) <= self.dense_entries(x.device)
         warm = self._start(x, x_ref, labels, s, store)
         if warm is not None:  # each problem re-anneals over as many levels as its own potentials moved by last time
             schedule, self_schedule = (warm_schedule(v, s, self.warm_margin, self.warm_levels, warm.cold_levels)
