@@ -54,13 +54,13 @@ def _check(gaps: dict[str, float], what: str) -> None:
 
 def resume(a: argparse.Namespace) -> dict[str, float]:
     """fd-fl, jd-fl, jd-vl: ``steps`` steps, resumed from ``last.ckpt`` to ``2 steps``, equal an uninterrupted run
-    of ``2 steps``. The first run ends on its checkpoint interval, so last.ckpt is the one a preempted flow
-    resumes from (written after the step; see the report's note on finished runs)."""
+    of ``2 steps``: the first run finishes, and its last.ckpt (written after the run's final objective, which
+    leaves the warm starts as they were) continues the flow exactly."""
     device = ["--trainer.accelerator", a.accelerator, "--trainer.devices", "1"]
     gaps = {}
     for name, files in DYNAMICS.items():
         cut, straight = a.work / f"{name}-resumed", a.work / f"{name}-straight"
-        _fit(files, cut, [*device, "--trainer.max_steps", str(a.steps), "--checkpoint.every_n_train_steps", str(a.steps)])
+        _fit(files, cut, [*device, "--trainer.max_steps", str(a.steps)])
         _fit(files, cut, [*device, "--trainer.max_steps", str(2 * a.steps),
                           "--ckpt_path", str(cut / "checkpoints" / "last.ckpt")])
         _fit(files, straight, [*device, "--trainer.max_steps", str(2 * a.steps)])
