@@ -144,7 +144,7 @@ def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) ->
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0", "1", "--settings", "target only", "target repeated")
     assert [(r.setting, r.seeds) for r in rows] == [(Setting.TARGET_ONLY, 2), (Setting.REPEATED, 2)]
     runs = json.loads((out / "results.json").read_text())["runs"]
-    for r, row in ((r, row) for row in rows for r in runs):
+    for r in runs:
         assert "flow_seconds" not in r  # no flow ran
     accs = [r["acc"]["target only"] for r in runs]
     assert rows[0].mean == pytest.approx(sum(accs) / 2)

@@ -43,8 +43,8 @@ def landing_rows(results: list[TaskRecord]) -> list[list]:
     rows = []
     for pk in dict.fromkeys((r.pair, r.k) for r in results if r.landing is not None):
         runs = [r for r in results if (r.pair, r.k) == pk and r.landing is not None]
-        zt = lambda key: statistics.fmean(r.landing[key] for r in runs)  # noqa: E731
-        z0 = lambda key: statistics.fmean(r.landing_z0[key] for r in runs)  # noqa: E731
+        zt = lambda key, runs=runs: statistics.fmean(r.landing[key] for r in runs)  # noqa: E731
+        z0 = lambda key, runs=runs: statistics.fmean(r.landing_z0[key] for r in runs)  # noqa: E731
         off = zt("off_class")  # NaN where particles take the label of where they land
         rows.append([*pk, f"{z0('nearest'):.2f} -> {zt('nearest'):.2f}", f"{zt('spacing'):.2f}", f"{zt('covered'):.2f}",
                      "- (labels from landing)" if math.isnan(off) else f"{z0('off_class'):.3f} -> {off:.3f}"])

@@ -78,7 +78,7 @@ def read_oracle(path: str | os.PathLike, map_location: str | torch.device = "cpu
         raise FileNotFoundError(f"oracle checkpoint not found: {path} (train one with train.py, see README)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable files; re-raised precisely
+    except Exception as err:  # torch raises many types for unreadable files; re-raised precisely
         raise ValueError(f"oracle checkpoint {path}: not loadable with weights_only=True ({type(err).__name__}: {err})") from err
     spec = ckpt.get("oracle") if isinstance(ckpt, dict) else None
     if spec is None or "state_dict" not in ckpt:
