@@ -9,12 +9,12 @@ import torch
 from jsonargparse import ArgumentParser
 
 from dsflow.ot.labels.bures import bures_pair_table, bures_wasserstein_table, sqrtm_psd
-from dsflow.ot.label_distance import GaussianLabelDistance, LabelDistance
+from dsflow.ot.labels.label_distance import GaussianLabelDistance, LabelDistance
 from dsflow.ot.labels.nuclear import (
     EigenNuclearNorms, NewtonSchulzNuclearNorms, default_nuclear_norms, newton_schulz_nuclear_norms, ns_schedule,
     polar_newton_schulz, sqrtm_newton_schulz,
 )
-from dsflow.ot.stats import class_stats
+from dsflow.ot.labels.stats import class_stats
 
 DTYPES = [torch.float64, torch.float32]
 IDS = ["float64", "float32"]
