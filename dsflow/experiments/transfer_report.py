@@ -84,7 +84,8 @@ def report(rows: list[SummaryRow], results: list[TaskRecord]) -> None:
         print(common.markdown_table(["pair", "k", "distance to nearest target: z0 -> zT", "target spacing",
                                      "target covered by zT", "off-class: z0 -> zT"], landing))
     for pair in dict.fromkeys(r.pair for r in results):
-        mse = [(r.map_mse, r.map_identity_mse) for r in results if r.pair == pair and r.map_mse is not None]
+        mse = [(r.map_mse, r.map_identity_mse) for r in results if r.pair == pair and r.map_mse is not None
+               and r.map_identity_mse is not None]
         if mse:
             print(f"{pair} flow map, held-out MSE of xT per pixel: h(x0) {statistics.fmean(m for m, _ in mse):.5f}, "
                   f"x0 itself {statistics.fmean(i for _, i in mse):.5f} (mean over {len(mse)} flows)")

@@ -168,24 +168,25 @@ class Objective(nn.Module):
         """The label distance of the (first) term that needs label tables, if any."""
         for term in self.terms:
             if term.needs_labels:
-                return term.label_distance  # type: ignore[attr-defined]
+                return term.label_distance  # type: ignore[return-value]  # terms that need labels carry one
         return None
 
     def table_inputs(self) -> TableInputs | None:
         """This step's :class:`~dsflow.flows.dynamics.TableInputs` from the (first) term that needs label tables."""
         for term in self.terms:
             if term.needs_labels:
-                return term.table_inputs()  # type: ignore[attr-defined]
+                return term.table_inputs()  # type: ignore[operator]  # terms that need labels provide them
         return None
 
     def forward(self, state: FlowState) -> FlowLoss:
-        parts = {name: term.weight * term.value(state) for name, term in zip(self.names, self.terms)}
+        terms: list[ObjectiveTerm] = list(self.terms)  # type: ignore[arg-type]  # built from ObjectiveTerms
+        parts = {name: term.weight * term.value(state) for name, term in zip(self.names, terms)}
         total = torch.stack(list(parts.values())).sum()
         return FlowLoss(total, parts)
 
 
 def _unique_names(names: list[str]) -> list[str]:
-    out, seen = [], {}
+    out, seen = [], dict[str, int]()
     for name in names:
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
