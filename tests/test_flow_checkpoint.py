@@ -72,6 +72,8 @@ def test_noise_restore_accepts_a_state_of_another_dtype() -> None:
         restore_noise_state(gen, [1, 2, 3])  # type: ignore[arg-type]
 
 
+# hits the sweep cap: harmless, the claim is the resumed noise stream
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_loaded_checkpoint_continues_the_noise(tmp_path: Path) -> None:
     """load_from_checkpoint (map_location given) restores the noise generator: the same draws as the saved flow."""
     dm = _datamodule()
