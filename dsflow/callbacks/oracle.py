@@ -104,7 +104,8 @@ class OracleScorer(L.Callback):
         if oracle is None:
             raise RuntimeError("OracleScorer: no oracle loaded (setup() runs before on_fit_start)")
         oracle.check_input(p.feature_shape)
-        datamodule = trainer.datamodule  # type: ignore[attr-defined]  # (set by Lightning) where the true labels of a pseudo-labeled source are kept
+        # where the true labels of a pseudo-labeled source are kept (Trainer.datamodule: set by Lightning, undeclared)
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]
         spec = datamodule.source_spec if isinstance(datamodule, FlowDataModule) else None
         true, c_true = (spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (p.y, p.num_classes))
         self._true = true.cpu()

@@ -52,7 +52,8 @@ def same_labels(src: str, tgt: str) -> bool:
 
 def trajectory_states(cli: FlowCLI) -> int:
     """How many states z1..zT the flow keeps: the recorder's snapshots after step 0 (the last step included)."""
-    steps, every = cli.trainer.max_steps, next(c for c in cli.trainer.callbacks if isinstance(c, FlowRecorder)).every_n_steps  # type: ignore[attr-defined]  # set by Lightning
+    # Trainer.callbacks: set by Lightning, undeclared
+    steps, every = cli.trainer.max_steps, next(c for c in cli.trainer.callbacks if isinstance(c, FlowRecorder)).every_n_steps  # type: ignore[attr-defined]
     if steps is None or steps < 1:
         raise ValueError(f"the transfer flow needs trainer.max_steps >= 1, got {steps}")
     return 1 if every == 0 else len(range(every, steps + 1, every)) + (steps % every != 0)
