@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # dsflow of this checkout, from anywhere
 
-from dsflow.experiments.gpu_check import main  # noqa: E402
+from dsflow.experiments.gpu_check import main
 
 if __name__ == "__main__":
     sys.exit(main())

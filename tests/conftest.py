@@ -8,8 +8,8 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 #: every device a test taking ``device`` runs on: the CPU always, CUDA when there is one
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

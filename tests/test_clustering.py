@@ -79,7 +79,7 @@ def test_both_users_go_through_the_one_kmeans_and_the_one_matching(monkeypatch: 
     real_solver = clustering.linear_sum_assignment
 
     class RecordingKMeans(KMeans):
-        def fit(self, X, y=None, sample_weight=None):  # noqa: N803 (sklearn's name)
+        def fit(self, X, y=None, sample_weight=None):  # X: sklearn's name
             fits.append(self.n_clusters)
             return super().fit(X, y, sample_weight)
 

@@ -65,6 +65,8 @@ def test_otdd_gradient_in_label_tables_matches_finite_differences() -> None:
     torch.testing.assert_close(grad, fd, atol=0.05 * float(fd.abs().max()), rtol=0)
 
 
+# hits the sweep cap: harmless, the claim is positive definiteness at every step
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_jdfl_covariances_stay_positive_definite() -> None:
     source = _mixture(SOURCE["means"], SOURCE["labels"], 15, 0)
     reference = _mixture(REFERENCE["means"], None, 15, 1)
@@ -104,6 +106,8 @@ def test_label_step_does_not_depend_on_n(dynamics, distance) -> None:
     torch.testing.assert_close(steps[0][1], steps[1][1], atol=1e-5, rtol=0)
 
 
+# hits the sweep cap: harmless, the claim is the label count
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_jdvl_kmeans_keeps_k_labels() -> None:
     source = _mixture(SOURCE["means"], SOURCE["labels"], 15, 0)
     reference = _mixture(REFERENCE["means"], None, 15, 1)
@@ -114,6 +118,8 @@ def test_jdvl_kmeans_keeps_k_labels() -> None:
     assert flow.particles.num_classes == 3
 
 
+# hits the sweep cap: harmless, a short flow at the configs' default cap still finds them
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_jdvl_dbscan_finds_the_reference_classes() -> None:
     """Case: 2 source classes (class 1 bimodal) flow to a 3-class reference; DBSCAN ends with 3 labels that
     coincide with the reference class each particle is transported to (purity 1)."""
@@ -219,6 +225,8 @@ def test_swiss_roll_classes_follow_the_roll() -> None:
         SwissRoll(n=10, num_classes=0)
 
 
+# hits the sweep cap: harmless, the claim is finite gradients
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_jdfl_gradients_finite_for_isotropic_and_singleton_classes() -> None:
     """A one-sample class has cov = eps I (repeated eigenvalues): the label gradients must stay finite."""
     x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=D)

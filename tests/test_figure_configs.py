@@ -47,6 +47,8 @@ def test_every_paper_figure_has_a_config() -> None:
         assert any(n.startswith(prefix) for n in names), prefix
 
 
+# hits the sweep cap: harmless, the paper configs at their own caps; the claim is that they run
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_figure_config_runs(config: Path, tmp_path: Path) -> None:
     steps = 4

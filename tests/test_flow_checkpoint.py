@@ -101,6 +101,8 @@ def test_noise_of_an_older_checkpoint_continues_and_another_device_restarts_with
         elsewhere.load([1, 2])
 
 
+# hits the sweep cap: harmless, the claim is the resumed noise stream
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_loaded_checkpoint_continues_the_noise(tmp_path: Path) -> None:
     """load_from_checkpoint (map_location given) restores the noise generator: the same draws as the saved flow."""
     dm = _datamodule()

@@ -13,7 +13,7 @@ from dsflow.callbacks.transfer_figures import flow_map_figure
 from dsflow.data.flow_pairs import FlowPairs
 from dsflow.io import save_npz
 from dsflow.models import FlowMapAutoencoder
-from dsflow.tasks import FlowMap, fit_flow_map, fit_restarts
+from dsflow.tasks import fit_flow_map, fit_restarts
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -31,6 +31,8 @@ def _trainer(tmp_path: Path, steps: int, device: torch.device = torch.device("cp
     )
 
 
+# hits the sweep cap: harmless, a short flow at the default cap still descends
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_objective_decreases_and_labels_persist(tmp_path: Path, device: torch.device) -> None:
     dm = _datamodule()
     module = FlowModule(terms=[OTDDTerm(eps=0.01)])
@@ -60,6 +62,8 @@ def test_step_is_scaled_by_n(tmp_path: Path, device: torch.device) -> None:
     torch.testing.assert_close(module.particles.x.detach().cpu(), expected, rtol=1e-4, atol=1e-5)
 
 
+# hits the sweep cap: harmless, the claim is a bit-for-bit resume
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_checkpoint_round_trip_and_resume(tmp_path: Path, device: torch.device) -> None:
     dm = _datamodule()
     ckpt = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=5)
@@ -105,6 +109,8 @@ def test_lightning_and_plain_flow_steps_are_the_same_step(tmp_path: Path) -> Non
     assert losses[-1] < losses[0]
 
 
+# hits the sweep cap: harmless, the claim is the divergence check
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_plain_flow_step_stops_a_diverging_flow() -> None:
     dm = _datamodule()
     module = FlowModule(terms=[OTDDTerm(eps=0.05)])
@@ -115,6 +121,8 @@ def test_plain_flow_step_stops_a_diverging_flow() -> None:
             module.flow_step(opt)
 
 
+# hits the sweep cap: harmless, the claim is the resumed step
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_checkpoint_of_an_automatically_optimized_flow_resumes_at_its_step(tmp_path: Path) -> None:
     """Checkpoints written before the module optimized manually count steps as automatic optimizer steps."""
     dm = _datamodule()

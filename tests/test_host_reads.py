@@ -73,6 +73,8 @@ def reads_per_step(module: FlowModule, steps: int) -> list[tuple[HostReads, int]
     return counts
 
 
+# hits the sweep cap: harmless, a capped sweep is the worst case of the read count
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 @pytest.mark.parametrize("flow", list(FLOWS))
 def test_a_flow_step_reads_the_host_a_few_times(flow: str, device: torch.device) -> None:
     for reads, sweeps in reads_per_step(FLOWS[flow](device), 2):

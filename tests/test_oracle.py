@@ -119,6 +119,8 @@ def test_train_cli_writes_a_loadable_oracle(tmp_path: Path) -> None:
     assert oracle.num_classes == 10 and oracle.input_shape == (1, 28, 28)
 
 
+# hits the sweep cap: harmless, the claim is the scorer's plumbing
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
     require_data("usps.t.bz2", "MNIST/raw")
     import yaml
@@ -137,6 +139,8 @@ def test_flow_cli_usps_config_with_scorer(tmp_path: Path) -> None:
     assert (tmp_path / "run/oracle/grid_step_000000.png").is_file() and (tmp_path / "run/final.npz").is_file()
 
 
+# hits the sweep cap: harmless, the claim is the scorer's plumbing
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 @pytest.mark.parametrize("mode", ["supervised", "unsupervised"])
 def test_flow_cli_table1_fmnist_configs_score_through_the_coupling(mode: str, tmp_path: Path) -> None:
     """The Table 1 Fashion-MNIST rows (solver, coupling and, unsupervised, the balanced UMAP pseudo-labels) parse

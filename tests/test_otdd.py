@@ -25,7 +25,10 @@ def _data(seed: int, n: int, c: int, shift: float = 0.0, device: torch.device | 
     return x.to(device), y.to(device)
 
 
-def _costs(xa, ya, ca, xb, yb, cb, distance=GaussianLabelDistance()) -> LabelCosts:
+_GAUSSIAN = GaussianLabelDistance()
+
+
+def _costs(xa, ya, ca, xb, yb, cb, distance=_GAUSSIAN) -> LabelCosts:
     sa, sb = distance.summarize(xa, ya, ca), distance.summarize(xb, yb, cb)
     return LabelCosts(ya, yb, distance.table(sa, sa), distance.table(sa, sb), distance.table(sb, sb))
 

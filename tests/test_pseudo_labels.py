@@ -72,6 +72,8 @@ def _flow(source: DatasetSource, features: ClusterFeatures | None = None, cluste
     (None, None), (PCAFeatures(components=2), None), (TSNEFeatures(perplexity=10), None), (None, SpectralClusterer()),
     (None, OverClusterMerge(factor=2)),
 ], ids=["pixels", "pca", "tsne", "spectral", "merge"])
+# hits the sweep cap: harmless, the claim is which labels the flow reads
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_unlabeled_flow_never_sees_true_labels(features: ClusterFeatures | None, clusterer: Clusterer | None) -> None:
     reference = _flow(_Relabeled(SOURCE, "true"), features, clusterer)
     assert torch.equal(reference, _flow(_Relabeled(SOURCE, "permuted"), features, clusterer))

@@ -105,6 +105,8 @@ def test_unwritable_run_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ divergence
+# hits the sweep cap: harmless, the claim is the divergence report
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_divergence_names_the_step_and_keeps_earlier_outputs(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["fit", "--config", CONFIG, "--run_dir", str(run), *QUIET, "--trainer.max_steps", "60",
@@ -141,6 +143,8 @@ def _fit(tmp_path: Path, steps: int, ckpt_path: Path | None = None, extra: list 
     return module
 
 
+# hits the sweep cap: harmless, the claim is a bit-for-bit resume
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_flow_resumes_bit_for_bit(tmp_path: Path, signum: int) -> None:
     straight = _fit(tmp_path / "a", 12)

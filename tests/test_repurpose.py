@@ -52,6 +52,8 @@ def _run(tmp_path: Path, config: str, oracle: Path, n: int, extra: list[str] = (
     return curves
 
 
+# hits the sweep cap: harmless, the claim is that the config reads the files and runs
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_stl10_config_on_real_format_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DSFLOW_DATA", str(tmp_path))
     folder = tmp_path / "stl10_binary"
@@ -68,6 +70,8 @@ def test_stl10_config_on_real_format_files(tmp_path: Path, monkeypatch: pytest.M
     assert np.isnan(history[0]["objective"]) and np.isfinite(history[-1]["objective"])
 
 
+# hits the sweep cap: harmless, the claim is that the config reads the files and runs
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_camelyon_config_on_real_format_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     h5py = pytest.importorskip("h5py")
     monkeypatch.setenv("DSFLOW_DATA", str(tmp_path))
@@ -81,6 +85,8 @@ def test_camelyon_config_on_real_format_files(tmp_path: Path, monkeypatch: pytes
     assert [h["step"] for h in curves["config"]] == [0, 1, 2]
 
 
+# hits the sweep cap: harmless, tiny flows at the default cap; the claim is the curves' bookkeeping
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_usps_mnist_curves_per_label_weight(tmp_path: Path) -> None:
     require_data("usps.t.bz2", "MNIST/raw")
     curves = _run(tmp_path, "usps_mnist.yaml", save_oracle(LeNet5(), tmp_path / "lenet.ckpt"), n=40,

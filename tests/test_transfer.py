@@ -94,6 +94,8 @@ TINY = ["--pairs", "usps:mnist", "--shots", "5", "--n-test", "300", "--map-resta
         "--lenet-args", "trainer.max_epochs=1", "--finetune-args", "trainer.max_epochs=1", "--map-args", "trainer.max_epochs=1"]
 
 
+# hits the sweep cap: harmless, tiny flows at the default cap; the claim is the runner
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_transfer_runner_flows_towards_the_target_and_scores_on_its_test_split(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "tr"
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0")
@@ -144,7 +146,7 @@ def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) ->
     rows = _ran(tmp_path, out, *TINY, "--seeds", "0", "1", "--settings", "target only", "target repeated")
     assert [(r.setting, r.seeds) for r in rows] == [(Setting.TARGET_ONLY, 2), (Setting.REPEATED, 2)]
     runs = json.loads((out / "results.json").read_text())["runs"]
-    for r, row in ((r, row) for row in rows for r in runs):
+    for r in runs:
         assert "flow_seconds" not in r  # no flow ran
     accs = [r["acc"]["target only"] for r in runs]
     assert rows[0].mean == pytest.approx(sum(accs) / 2)
@@ -154,6 +156,8 @@ def test_control_settings_need_no_flow_and_average_over_seeds(tmp_path: Path) ->
         transfer.main(["--pairs", "svhn:mnist", "--out", str(out)])
 
 
+# hits the sweep cap: harmless, the claim is reuse of finished work
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_a_rerun_reuses_finished_work_and_source_models_serve_every_k(tmp_path: Path) -> None:
     out = tmp_path / "resume"
     first = _ran(tmp_path, out, *TINY, "--seeds", "0", "--settings", "target only", "+ zT")
@@ -173,6 +177,8 @@ def test_a_rerun_reuses_finished_work_and_source_models_serve_every_k(tmp_path: 
     assert changed[0].setting is Setting.FINETUNE
 
 
+# hits the sweep cap: harmless, tiny flows at the default cap; the claim is the runner
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_mnist_to_usps_flows_onto_usps_and_scores_on_its_test_split(tmp_path: Path) -> None:
     out = tmp_path / "m2u"
     _ran(tmp_path, out, *[a if a != "usps:mnist" else "mnist:usps" for a in TINY], "--seeds", "0",
@@ -200,6 +206,8 @@ def test_the_paper_protocol_is_a_yaml_file_and_command_line_options_win(tmp_path
         transfer.parse(["--shots", "1"])
 
 
+# hits the sweep cap: harmless, the claim is the report
+@pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")
 def test_schedule_study_reports_the_objective_curve_and_where_particles_land(tmp_path: Path) -> None:
     require_data("usps_h5/train.npz", "MNIST/raw")
     runs = transfer_schedule.main(["--shots", "2", "--steps", "4", "--report", "2", "--threads", "1",

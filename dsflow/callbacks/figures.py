@@ -5,9 +5,9 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["scatter_panels", "project_2d"]
 
@@ -42,10 +42,11 @@ def scatter_panels(
     cmap = plt.get_cmap("tab10")
     for k, (name, _, y) in enumerate(panels):
         ax = fig.add_subplot(1, len(panels), k + 1, projection="3d" if dim3 else None)
+        # mypy fears that *coords reach s= and c= (ignored below): they are x, y (and z) only
         if reference is not None:
             r = proj[-1]
-            ax.scatter(*r.T[: 3 if dim3 else 2], c=[cmap(int(c) % 10) for c in reference[1]], marker="x", s=8, alpha=0.25)
-        ax.scatter(*proj[k].T[: 3 if dim3 else 2], c=[cmap(int(c) % 10) for c in y], s=8, edgecolors="k", linewidths=0.2)
+            ax.scatter(*r.T[: 3 if dim3 else 2], c=[cmap(int(c) % 10) for c in reference[1]], marker="x", s=8, alpha=0.25)  # type: ignore[misc]
+        ax.scatter(*proj[k].T[: 3 if dim3 else 2], c=[cmap(int(c) % 10) for c in y], s=8, edgecolors="k", linewidths=0.2)  # type: ignore[misc]
         ax.set_xlim(lo[0] - pad, hi[0] + pad)
         ax.set_ylim(lo[1] - pad, hi[1] + pad)
         if dim3:

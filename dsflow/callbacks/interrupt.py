@@ -69,7 +69,7 @@ class GracefulInterrupt(L.Callback):
 
 def checkpoint_dir(trainer: L.Trainer) -> Path:
     """The directory of the trainer's ModelCheckpoint, or ``<default_root_dir>/checkpoints``."""
-    for callback in trainer.callbacks:
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]  # set by Lightning, undeclared
         if isinstance(callback, ModelCheckpoint) and callback.dirpath:
             return Path(callback.dirpath)
     return Path(trainer.default_root_dir) / "checkpoints"

@@ -101,10 +101,12 @@ class OracleScorer(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         flow = as_flow(pl_module, "OracleScorer")
         oracle, p, ref = self.oracle, flow.particles, flow.reference
-        assert oracle is not None
+        if oracle is None:
+            raise RuntimeError("OracleScorer: no oracle loaded (setup() runs before on_fit_start)")
         oracle.check_input(p.feature_shape)
         oracle.to(pl_module.device)  # scores where the particles are: no copy of them to the host
-        datamodule = trainer.datamodule  # where the true labels of a pseudo-labeled source are kept
+        # where the true labels of a pseudo-labeled source are kept (Trainer.datamodule: set by Lightning, undeclared)
+        datamodule = trainer.datamodule  # type: ignore[attr-defined]
         spec = datamodule.source_spec if isinstance(datamodule, FlowDataModule) else None
         true, c_true = (spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (p.y, p.num_classes))
         self._true = true.to(pl_module.device)
@@ -128,7 +130,8 @@ class OracleScorer(L.Callback):
     # ------------------------------------------------------------ scoring
     def current(self, flow: FlowLike) -> float:
         """Accuracy (%) of the oracle on the flow's current particles."""
-        assert self.oracle is not None and self._true is not None
+        if self.oracle is None or self._true is None:
+            raise RuntimeError("OracleScorer.current: called before on_fit_start loaded the oracle and the true labels")
         p, ref = flow.particles, flow.reference
         x = particle_features(flow)
         head = None

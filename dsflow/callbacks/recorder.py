@@ -110,7 +110,8 @@ class FlowRecorder(L.Callback):
             "num_particles": int(x.shape[0]),
             "num_reference": int(flow.reference.x.shape[0]),
             "feature_shape": list(x.shape[1:]),
-            "interrupted": any(isinstance(cb, GracefulInterrupt) and cb.stopped_at is not None for cb in trainer.callbacks),
+            # Trainer.callbacks: set by Lightning, undeclared
+            "interrupted": any(isinstance(cb, GracefulInterrupt) and cb.stopped_at is not None for cb in trainer.callbacks),  # type: ignore[attr-defined]
         }
         write_json(run_dir / "summary.json", summary)
         for logger in trainer.loggers:

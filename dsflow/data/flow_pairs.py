@@ -50,8 +50,18 @@ class FlowPairs(L.LightningDataModule):
     @property
     def image_shape(self) -> tuple[int, ...]:
         self.setup()
-        assert self.train_set is not None
+        if self.train_set is None:
+            raise RuntimeError("FlowPairs: setup() left no training split")
         return tuple(self.train_set.tensors[0].shape[1:])
+
+    @property
+    def held_out(self) -> tuple[Tensor, Tensor]:
+        """The held-out pairs (x0, xT), (n_val, c, h, w) each (read on first use)."""
+        self.setup()
+        if self.val_set is None:
+            raise RuntimeError("FlowPairs: setup() left no held-out split")
+        x0, xt = self.val_set.tensors
+        return x0, xt
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -67,11 +77,13 @@ class FlowPairs(L.LightningDataModule):
         self.val_set = TensorDataset(x0[val], xt[val])
 
     def train_dataloader(self) -> DataLoader:
-        assert self.train_set is not None
+        if self.train_set is None:
+            raise RuntimeError("FlowPairs: train_dataloader() before setup()")
         return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        assert self.val_set is not None
+        if self.val_set is None:
+            raise RuntimeError("FlowPairs: val_dataloader() before setup()")
         return DataLoader(self.val_set, batch_size=512)
 
     def test_dataloader(self) -> DataLoader:

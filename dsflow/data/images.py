@@ -124,6 +124,8 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
 
     splits: tuple[str, ...] = ("train", "test")
 
+    name: str  # always set here (LightningDataModule declares it optional)
+
     def __init__(
         self,
         root: str | None = None,
@@ -188,7 +190,8 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
     def _read_layout(self) -> tuple[int, tuple[int, ...]]:
         if self._layout is None:
             self.setup("fit")  # what fit reads anyway (cached)
-        assert self._layout is not None
+        if self._layout is None:
+            raise RuntimeError(f"{self.name}: setup('fit') read no image layout")
         return self._layout
 
     # ------------------------------------------------------------ DataModule

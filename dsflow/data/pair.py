@@ -55,13 +55,15 @@ class FlowDataModule(L.LightningDataModule):
     @property
     def source(self) -> LabeledData:
         self.setup()
-        assert self._source is not None
+        if self._source is None:
+            raise RuntimeError("FlowDataModule: setup() loaded no source")
         return self._source
 
     @property
     def reference(self) -> LabeledData:
         self.setup()
-        assert self._reference is not None
+        if self._reference is None:
+            raise RuntimeError("FlowDataModule: setup() loaded no reference")
         return self._reference
 
     def train_dataloader(self) -> DataLoader:

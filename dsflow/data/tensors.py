@@ -47,6 +47,8 @@ class TensorFiles(L.LightningDataModule, DatasetSource):
         name: dataset name in messages.
     """
 
+    name: str  # always set here (LightningDataModule declares it optional)
+
     def __init__(self, paths: list[str], test_path: str | None = None, batch_size: int = 64, name: str = "tensors") -> None:
         super().__init__()
         if not paths or batch_size < 1:

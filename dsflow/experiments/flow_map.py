@@ -24,6 +24,7 @@ import torch
 
 from dsflow.experiments import common, runs
 from dsflow.process import flush_denormals
+from dsflow.tasks import FlowMap
 
 __all__ = ["FlowMapResult", "parse", "main"]
 
@@ -61,8 +62,10 @@ def main(argv: list[str] | None = None) -> FlowMapResult:
     out = Path(args.out or Path(args.run) / "flow_map")
     t0 = time.perf_counter()
     fit, pairs = runs.fit_flow_map(args.run, out, args.restarts, args.seed, args.overrides)
+    if not isinstance(fit.module, FlowMap):
+        raise RuntimeError(f"flow map: train.py fitted a {type(fit.module).__name__}, not a FlowMap")
     seconds = time.perf_counter() - t0
-    x0, xt = pairs.val_set.tensors  # (n_val, c, h, w) each
+    x0, xt = pairs.held_out  # (n_val, c, h, w) each
     identity = float(torch.nn.functional.mse_loss(x0, xt))
     best = fit.scores[fit.best_index]
     k = min(args.images, x0.shape[0])

@@ -65,8 +65,8 @@ def _rows(args: argparse.Namespace, device: torch.device) -> list[list[str]]:
             ref = torch.linalg.svdvals(mats.double().cpu()).sum(-1)
             flops = args.batch * _steps(dtype, DEFAULT_FLOORS) * 2 * 2 * size**3  # two GEMMs a step
             rate = _gemm_rate(args.batch, size, dtype, device)
-            for method, fn in (("eigvalsh", lambda: nuclear_norms(mats)),
-                               ("newton-schulz", lambda: newton_schulz_nuclear_norms(mats))):
+            for method, fn in (("eigvalsh", lambda mats=mats: nuclear_norms(mats)),
+                               ("newton-schulz", lambda mats=mats: newton_schulz_nuclear_norms(mats))):
                 seconds, out = _seconds(fn, device, args.repeats)
                 err = float(((out.double().cpu() - ref).abs() / ref).max())
                 rows.append([method, "norms", str(args.batch), f"{size}x{size}", name, f"{seconds:.4f}", f"{err:.1e}",

@@ -151,7 +151,10 @@ class _Fixed(Pseudolabeler):
 
 def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[str, MethodScore], LabeledData]:
     """Per method (and ``select-agreement`` among them, given three or more): its score; and the data sample."""
-    data = development_datasets()[name].sample(n, seed).load()
+    sample = development_datasets()[name].sample
+    if sample is None:
+        raise RuntimeError(f"run_methods: development dataset '{name}' has no sample()")
+    data = sample(n, seed).load()
     k, cache, labels, out = data.num_classes, {}, {}, {}
     for m in methods:
         fkey, make = METHODS[m]
@@ -167,17 +170,21 @@ def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[
     if len(methods) >= 3:
         select = SelectByAgreement([_Fixed(labels[m]) for m in methods])
         chosen = select(data.x, k, seed)
+        if select.last is None:
+            raise RuntimeError("SelectByAgreement recorded no selection")
         out["select-agreement"] = MethodScore(methods[select.last.chosen], 0.0, accuracy(chosen, data.y, k))
     return out, data
 
 
 def run_stability(data: LabeledData, seed: int) -> tuple[MethodScore, list[float]]:
     """What SelectByStability picks on one dataset sample (its score), and the candidates' stability scores."""
-    cands = [ClusterPipeline(FEATURES[METHODS[m][0]](seed), METHODS[m][1](), name=m) for m in STABILITY_CANDIDATES]
+    cands: list[Pseudolabeler] = [ClusterPipeline(FEATURES[METHODS[m][0]](seed), METHODS[m][1](), name=m) for m in STABILITY_CANDIDATES]
     select = SelectByStability(cands)
     t0 = time.perf_counter()
     labels = select(data.x, data.num_classes, seed)
     acc = accuracy(labels, data.y, data.num_classes)
+    if select.last is None:
+        raise RuntimeError("SelectByStability recorded no selection")
     return MethodScore(STABILITY_CANDIDATES[select.last.chosen], time.perf_counter() - t0, acc), select.last.scores
 
 

@@ -43,7 +43,7 @@ import time
 import torch
 
 from dsflow.experiments import common, runs, table1
-from dsflow.flows import FlowModule
+from dsflow.flows import FlowModule, OTDDTerm
 from dsflow.host_reads import HostReads
 from dsflow.process import flush_denormals
 from dsflow.ot.otdd import otdd
@@ -84,7 +84,11 @@ def gradient_error(module: FlowModule) -> float:
     own solver, warm as in the flow) against a converged cold solve g* (tolerance 1e-7, up to 5,000 sweeps).
     The solver's warm-start state is put back afterwards, so that the next step starts as it would have."""
     term = module.objective.terms[0]
+    if not isinstance(term, OTDDTerm):
+        raise ValueError(f"gradient_error: the first objective term is a {type(term).__name__}, not an OTDDTerm")
     state = module.state()
+    if state.labels is None:
+        raise RuntimeError("gradient_error: the OTDD term's step has no label tables")
     saved = getattr(term.solver, "_state", None)  # a WarmState (dsflow.ot.solvers.warm_state), never changed in place
     grads = []
     for solver in (term.solver, WarmSinkhorn(tol=1e-7, max_iter=5000, warm_start=False)):
@@ -92,7 +96,7 @@ def gradient_error(module: FlowModule) -> float:
         (g,) = torch.autograd.grad(otdd(x, state.x_ref, state.labels, term.settings, solver=solver), x)
         grads.append(g)
     if saved is not None:
-        term.solver._state = saved
+        term.solver._state = saved  # type: ignore[attr-defined]  # a WarmSinkhorn: the getattr above found it
     return float((grads[0] - grads[1]).norm() / grads[1].norm())
 
 
@@ -124,7 +128,7 @@ def run_one(workload: str, n: int, steps: int, warmup: int, check: bool, overrid
     return {"workload": workload, "n": n, "device": name, "median": statistics.median(times[warmup:]),
             "first": times[0], "peak_mb": peak, "objective": float(loss.detach()),
             "solver": SOLVERS.get(type(module.objective.terms[0].solver).__name__, "other"), "grad_err": grad_err,
-            "sweeps": None if None in sweeps[warmup:] else statistics.median(sweeps[warmup:]), "host_reads": reads.count}
+            "sweeps": None if None in sweeps[warmup:] else statistics.median(s for s in sweeps[warmup:] if s is not None), "host_reads": reads.count}
 
 
 def main(argv: list[str] | None = None) -> None:

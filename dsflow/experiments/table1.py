@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import table1_targets
@@ -105,7 +106,7 @@ class Table1Row:
 
     def to_json(self) -> dict:
         """The row of ``results.json`` (keys as the runner has always written them)."""
-        out = {"target": self.target, "seed": self.seed, "before": self.before, **{m.value: self.result(m) for m in Mode},
+        out: dict[str, Any] = {"target": self.target, "seed": self.seed, "before": self.before, **{m.value: self.result(m) for m in Mode},
                "seconds": [round(r.seconds, 1) for r in self.runs.values()]}
         for mode, r in self.runs.items():
             out |= {f"{mode.value}_before": r.before, f"{mode.value}_history": r.history}
@@ -136,6 +137,8 @@ def target_overrides(target: str, mode: Mode, same_labels: list[str]) -> tuple[l
     if target not in targets:
         raise ValueError(f"unknown target '{target}': use one of {sorted(targets)}, the path of an .npz file or NAME=PATH.npz")
     dataset = targets[target]
+    if dataset.target is None:
+        raise RuntimeError(f"table1_targets() gave '{target}' without a target class")
     split = [f"{key}.init_args.split", dataset.split] if dataset.split else []
     return [f"{key}.class_path", dataset.target, *split], dataset.digits or target in same_labels
 

@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> list[SummaryRow]:
         return combine(args.combine, Path(args.out))
     common.set_threads(args.threads)
     opts = TransferOptions.from_args(args)
-    tasks = [Task(*p.split(":"), k, seed) for p in args.pairs for k in args.shots for seed in args.seeds]
+    tasks = [Task(src, tgt, k, seed) for src, tgt in (p.split(":") for p in args.pairs)  # pairs checked by parse
+             for k in args.shots for seed in args.seeds]
     progress, results, t0 = common.Progress(len(tasks)), [], time.perf_counter()
     for task in tasks:
         t1 = time.perf_counter()

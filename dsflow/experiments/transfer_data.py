@@ -19,6 +19,7 @@ from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import transfer_datasets
 from dsflow.experiments.transfer_settings import Setting, Task, TaskRecord, TransferOptions
 from dsflow.io import load_trajectory
+from dsflow.tasks.flow_map import FlowMap
 from dsflow.tasks.transfer import landing_labels, landing_report
 
 __all__ = ["CLASSES", "flow_overrides", "same_labels", "trajectory_states", "fresh", "flowed_sets", "flow_figures"]
@@ -33,9 +34,12 @@ def flow_overrides(src: str, tgt: str, k: int, seed: int) -> list[str]:
         if name not in datasets:
             raise ValueError(f"unknown dataset '{name}': choose from {sorted(datasets)}")
     pool, target = "--data.init_args.source.init_args.source", "--data.init_args.reference"
-    return [pool, str(common.ROOT / datasets[src].spec), f"{pool}.init_args.seed", str(seed),
+    src_spec, tgt_spec = datasets[src].spec, datasets[tgt].spec
+    if src_spec is None or tgt_spec is None:
+        raise RuntimeError(f"transfer_datasets() gave {src} or {tgt} without a spec")
+    return [pool, str(common.ROOT / src_spec), f"{pool}.init_args.seed", str(seed),
             "--data.init_args.source.init_args.seed", str(seed),
-            target, str(common.ROOT / datasets[tgt].spec), f"{target}.init_args.seed", str(seed),
+            target, str(common.ROOT / tgt_spec), f"{target}.init_args.seed", str(seed),
             f"{target}.init_args.n", str(k * CLASSES), f"{target}.init_args.split", "train",
             f"{target}.init_args.balanced", "true"]
 
@@ -48,7 +52,8 @@ def same_labels(src: str, tgt: str) -> bool:
 
 def trajectory_states(cli: FlowCLI) -> int:
     """How many states z1..zT the flow keeps: the recorder's snapshots after step 0 (the last step included)."""
-    steps, every = cli.trainer.max_steps, next(c for c in cli.trainer.callbacks if isinstance(c, FlowRecorder)).every_n_steps
+    # Trainer.callbacks: set by Lightning, undeclared
+    steps, every = cli.trainer.max_steps, next(c for c in cli.trainer.callbacks if isinstance(c, FlowRecorder)).every_n_steps  # type: ignore[attr-defined]
     if steps is None or steps < 1:
         raise ValueError(f"the transfer flow needs trainer.max_steps >= 1, got {steps}")
     return 1 if every == 0 else len(range(every, steps + 1, every)) + (steps % every != 0)
@@ -113,7 +118,9 @@ def _map_set(cli: FlowCLI, where: Path, record: TaskRecord, opts: TransferOption
     extra = cli.datamodule.source_spec.complement().load()  # the pool's samples that did not flow
     fit, pairs = runs.fit_flow_map(where / "flow", fresh(where / "flow_map"), opts.map_restarts, record.seed,
                                    common.overrides(opts.map_args, "--map-args"))
-    x0_val, xt_val = pairs.val_set.tensors  # held-out pairs, (n_val, 1, 28, 28) each
+    if not isinstance(fit.module, FlowMap):
+        raise RuntimeError(f"flow map: train.py fitted a {type(fit.module).__name__}, not a FlowMap")
+    x0_val, xt_val = pairs.held_out  # held-out pairs, (n_val, 1, 28, 28) each
     identity = float(torch.nn.functional.mse_loss(x0_val, xt_val))
     flow_map_figure(x0_val[:32], xt_val[:32], fit.module.push(x0_val[:32]), where / "flow_map" / "fig9.png")
     save(fit.module.push(extra.x), extra.y)

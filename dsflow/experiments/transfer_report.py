@@ -43,8 +43,8 @@ def landing_rows(results: list[TaskRecord]) -> list[list]:
     rows = []
     for pk in dict.fromkeys((r.pair, r.k) for r in results if r.landing is not None):
         runs = [r for r in results if (r.pair, r.k) == pk and r.landing is not None]
-        zt = lambda key: statistics.fmean(r.landing[key] for r in runs)  # noqa: E731
-        z0 = lambda key: statistics.fmean(r.landing_z0[key] for r in runs)  # noqa: E731
+        zt = lambda key, runs=runs: statistics.fmean(r.landing[key] for r in runs)  # noqa: E731
+        z0 = lambda key, runs=runs: statistics.fmean(r.landing_z0[key] for r in runs)  # noqa: E731
         off = zt("off_class")  # NaN where particles take the label of where they land
         rows.append([*pk, f"{z0('nearest'):.2f} -> {zt('nearest'):.2f}", f"{zt('spacing'):.2f}", f"{zt('covered'):.2f}",
                      "- (labels from landing)" if math.isnan(off) else f"{z0('off_class'):.3f} -> {off:.3f}"])
@@ -84,7 +84,8 @@ def report(rows: list[SummaryRow], results: list[TaskRecord]) -> None:
         print(common.markdown_table(["pair", "k", "distance to nearest target: z0 -> zT", "target spacing",
                                      "target covered by zT", "off-class: z0 -> zT"], landing))
     for pair in dict.fromkeys(r.pair for r in results):
-        mse = [(r.map_mse, r.map_identity_mse) for r in results if r.pair == pair and r.map_mse is not None]
+        mse = [(r.map_mse, r.map_identity_mse) for r in results if r.pair == pair and r.map_mse is not None
+               and r.map_identity_mse is not None]
         if mse:
             print(f"{pair} flow map, held-out MSE of xT per pixel: h(x0) {statistics.fmean(m for m, _ in mse):.5f}, "
                   f"x0 itself {statistics.fmean(i for _, i in mse):.5f} (mean over {len(mse)} flows)")

@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch.cli import OptimizerCallable
-from torch import Tensor
 
 from dsflow.flows.entropy import EntropyNoise, GeneratorState, restore_noise_state
 from dsflow.flows.optimizer import build_optimizer

@@ -218,15 +218,18 @@ def _fingerprint(tensors: dict[str, Tensor]) -> Tensor:
     return torch.cat(rows)
 
 
-def check_replicated(tensors: dict[str, Tensor], strategy: Any) -> None:
+def check_replicated(tensors: dict[str, Tensor | None], strategy: Any) -> None:
     """Raise the same ValueError on every rank unless ``tensors`` are equal on all ranks (one all-gather).
 
     Every process loads the source and the reference itself; a data source that is not deterministic (an unseeded
     generator, a shuffled file listing) would give each rank another dataset and silently another functional.
     """
+    loaded = {name: t for name, t in tensors.items() if t is not None}
+    if len(loaded) < len(tensors):
+        raise ValueError(f"check_replicated: {', '.join(n for n in tensors if n not in loaded)} not loaded")
     if getattr(strategy, "world_size", 1) <= 1:
         return
-    local = _fingerprint(tensors).to(strategy.root_device)  # NCCL gathers device tensors only
+    local = _fingerprint(loaded).to(strategy.root_device)  # NCCL gathers device tensors only
     gathered = strategy.all_gather(local).reshape(-1, local.shape[0]).cpu()  # (W, 3 k)
     differs = (gathered != gathered[0]).any(0).reshape(-1, 3).any(1)  # (k,)
     if bool(differs.any()):

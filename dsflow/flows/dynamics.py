@@ -80,6 +80,8 @@ class FeatureDriven(LabelDynamics):
     def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
         ref_summary, rr = self._reference_summary(reference, inputs)
         distance, products = inputs.distance, inputs.products
+        if particles.x is None:
+            raise RuntimeError("label_costs: the particles are not initialized (init_data() first)")
         src = distance.summarize(particles.x.detach(), particles.y, particles.num_classes, inputs.layouts)
         ss = distance.self_table(src, products)
         sr = distance.table(src, ref_summary, products)

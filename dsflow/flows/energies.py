@@ -66,6 +66,9 @@ class AffineTerm(_Potential):
         b: (k,) offset b.
     """
 
+    a: Tensor  # buffers
+    b: Tensor
+
     def __init__(self, a: list[list[float]], b: list[float], weight: float = 1.0) -> None:
         super().__init__(weight)
         self._buffer("a", a)
@@ -84,6 +87,9 @@ class ClassAffineTerm(_Potential):
         a: (C, k, d) one matrix per class.
         b: (C, k) one offset per class.
     """
+
+    a: Tensor  # buffers
+    b: Tensor
 
     def __init__(self, a: list[list[list[float]]], b: list[list[float]], weight: float = 1.0) -> None:
         super().__init__(weight)

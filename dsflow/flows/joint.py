@@ -73,7 +73,8 @@ class JointDrivenFixed(_ParamState):
         self.register_buffer("counts", None)  # (C,)
 
     def setup(self, particles: Particles, reference: Reference) -> None:
-        assert particles.x is not None
+        if particles.x is None:
+            raise RuntimeError("JointDrivenFixed.setup: the particles are not initialized (init_data() first)")
         x, y, c = particles.x.detach(), particles.y, particles.num_classes
         counts = check_labels(y, c, name="JointDrivenFixed labels", min_count=1)
         stats = class_stats(x, y, c, keep_covs=True, singletons=True)  # a singleton starts at cov = eps I
@@ -88,7 +89,8 @@ class JointDrivenFixed(_ParamState):
 
     def covariances(self) -> Tensor:
         """(C, d, d) cov_c = L_c L_c^T + eps I, symmetric positive definite by construction."""
-        assert self.factors is not None
+        if self.factors is None:
+            raise RuntimeError("JointDrivenFixed: no class Gaussians yet (setup() first)")
         low = torch.tril(self.factors)
         eye = torch.eye(low.shape[-1], dtype=low.dtype, device=low.device)
         return low @ low.transpose(-1, -2) + self.eps * eye  # (C, d, d)
@@ -99,7 +101,8 @@ class JointDrivenFixed(_ParamState):
         The factor form gives the Bures cross terms as nuclear norms (singular values, whose gradients stay finite
         when they repeat, e.g. for an isotropic class) instead of matrix square roots of the parameters.
         """
-        assert self.means is not None and self.factors is not None
+        if self.means is None or self.factors is None:
+            raise RuntimeError("JointDrivenFixed: no class Gaussians yet (setup() first)")
         low = torch.tril(self.factors)
         root_eps = self.eps**0.5 * torch.eye(low.shape[-1], dtype=low.dtype, device=low.device).expand_as(low)
         return LabelStats(self.means, None, torch.cat([low, root_eps], -1), self.counts)  # factors (C, d, 2d)
@@ -157,7 +160,8 @@ class JointDrivenVariable(_ParamState):
         self.steps = int(state["steps"])
 
     def setup(self, particles: Particles, reference: Reference) -> None:
-        assert particles.x is not None
+        if particles.x is None:
+            raise RuntimeError("JointDrivenVariable.setup: the particles are not initialized (init_data() first)")
         x, y, c = particles.x.detach(), particles.y, particles.num_classes
         check_labels(y, c, name="JointDrivenVariable labels", min_count=0)
         stats = class_stats(x, y, c, keep_covs=True)
@@ -167,13 +171,15 @@ class JointDrivenVariable(_ParamState):
 
     def std(self) -> Tensor:
         """(n, d) per-particle standard deviations, positive by construction."""
-        assert self.log_std is not None
+        if self.log_std is None:
+            raise RuntimeError("JointDrivenVariable: no per-particle Gaussians yet (setup() first)")
         return self.log_std.exp()
 
     def label_costs(self, particles: Particles, reference: Reference, inputs: TableInputs) -> LabelCosts:
         gauss = _gaussian(inputs.distance, "JointDrivenVariable")
         ref_summary, rr = self._reference_summary(reference, inputs)
-        assert self.means is not None
+        if self.means is None:
+            raise RuntimeError("JointDrivenVariable: no per-particle Gaussians yet (setup() first)")
         mu, sd = self.means, self.std()
         # Diagonal Gaussians commute: W_2^2 = |mu - mu'|^2 + |sd - sd'|^2 exactly, for either distance variant.
         ss = squared_distances(mu, mu) + squared_distances(sd, sd)  # (n, n)
@@ -188,7 +194,8 @@ class JointDrivenVariable(_ParamState):
 
     def points(self) -> Tensor:
         """(n, 2d) the clustered points (mu_i, sd_i)."""
-        assert self.means is not None
+        if self.means is None:
+            raise RuntimeError("JointDrivenVariable: no per-particle Gaussians yet (setup() first)")
         return torch.cat([self.means.detach(), self.std().detach()], 1)
 
     @torch.no_grad()

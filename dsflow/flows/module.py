@@ -115,7 +115,8 @@ class FlowModule(L.LightningModule):
         p, r = self.particles, self.reference
         inputs = self.objective.table_inputs(self.reference.x.device if self.reference.x is not None else None)
         labels = None if inputs is None else self.dynamics.label_costs(p, r, inputs)
-        assert p.x is not None
+        if p.x is None:
+            raise RuntimeError("FlowModule: no particles; pass source and reference or call init_data() first")
         return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
 
     def _local_shards(self) -> ReferenceShards | None:
@@ -161,7 +162,8 @@ class FlowModule(L.LightningModule):
         self.scale_grads()
         optimizer.step()
         x = self.particles.x
-        assert x is not None
+        if x is None:
+            raise RuntimeError("FlowModule: no particles; pass source and reference or call init_data() first")
         if self.temperature > 0:
             add_entropy_noise(x, self.noise, particle_step_size(optimizer, x), self.temperature)
         check_finite(self.last_loss.total, x, step)
@@ -179,8 +181,12 @@ class FlowModule(L.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         del batch, batch_idx
-        loss = self.flow_step(self.optimizers())
-        assert self.last_loss is not None
+        optimizer = self.optimizers()
+        if not isinstance(optimizer, torch.optim.Optimizer):  # Lightning's wrapper subclasses the one it wraps
+            raise RuntimeError(f"FlowModule: configure_optimizers must give one optimizer, got {optimizer!r}")
+        loss = self.flow_step(optimizer)
+        if self.last_loss is None:
+            raise RuntimeError("FlowModule: flow_step left no last_loss")
         self.log("train/objective", self.last_loss.total, prog_bar=True)
         if len(loss.parts) > 1:
             self.log_dict({f"train/{k}": v for k, v in self.last_loss.parts.items()})

@@ -183,7 +183,7 @@ class Objective(nn.Module):
         """The label distance of the (first) term that needs label tables, if any."""
         for term in self.terms:
             if term.needs_labels:
-                return term.label_distance  # type: ignore[attr-defined]
+                return term.label_distance  # type: ignore[return-value]  # terms that need labels carry one
         return None
 
     def table_inputs(self, device: torch.device | None = None) -> TableInputs | None:
@@ -191,17 +191,18 @@ class Objective(nn.Module):
         that needs label tables."""
         for term in self.terms:
             if term.needs_labels:
-                return term.table_inputs(device)  # type: ignore[attr-defined]
+                return term.table_inputs(device)  # type: ignore[operator]  # terms that need labels provide them
         return None
 
     def forward(self, state: FlowState) -> FlowLoss:
-        parts = {name: term.weight * term.value(state) for name, term in zip(self.names, self.terms)}
+        terms: list[ObjectiveTerm] = list(self.terms)  # type: ignore[arg-type]  # built from ObjectiveTerms
+        parts = {name: term.weight * term.value(state) for name, term in zip(self.names, terms)}
         total = torch.stack(list(parts.values())).sum()
         return FlowLoss(total, parts)
 
 
 def _unique_names(names: list[str]) -> list[str]:
-    out, seen = [], {}
+    out, seen = [], dict[str, int]()
     for name in names:
         seen[name] = seen.get(name, 0) + 1
         out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from dsflow.data.base import LabeledData
 
@@ -43,7 +43,8 @@ class Particles(nn.Module):
 
     def as_data(self, name: str = "particles") -> LabeledData:
         """The current particles as a detached :class:`LabeledData` of shape (n, *feature_shape)."""
-        assert self.x is not None
+        if self.x is None:
+            raise RuntimeError("Particles.as_data: the particles are not initialized (init_data() first)")
         return LabeledData(self.x.detach().reshape(-1, *self.feature_shape).clone(), self.y.clone(), self.num_classes, name)
 
     def get_extra_state(self) -> Any:

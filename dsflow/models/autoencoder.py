@@ -31,7 +31,7 @@ class FlowMapAutoencoder(nn.Module):
     def __init__(self, in_channels: int = 1, input_size: int = 28, channels: tuple[int, int] = (16, 32),
                  hidden: tuple[int, ...] = (512, 256, 128, 128, 64)) -> None:
         super().__init__()
-        channels, hidden = tuple(int(c) for c in channels), tuple(int(h) for h in hidden)
+        channels, hidden = tuple(int(c) for c in channels), tuple(int(h) for h in hidden)  # type: ignore[assignment]  # length checked next
         if len(channels) != 2 or len(hidden) != 5:
             raise ValueError(f"FlowMapAutoencoder: need 2 conv channels and 5 hidden widths, got {channels} and {hidden}")
         if input_size < 4 or min(channels + hidden) < 1 or in_channels < 1:

@@ -37,13 +37,14 @@ class Classifier(L.LightningModule):
             if not hasattr(net, attr):
                 raise ValueError(f"Classifier: net {type(net).__name__} lacks attribute '{attr}' (see dsflow.models)")
         self.net = net
+        model: Any = net  # its dsflow.models attributes, which nn.Module's typing reads as Tensor | Module
         if weights is not None:
             try:
                 net.load_state_dict(read_oracle(weights)[1])  # no second network built: the seeded RNG stays as it was
             except RuntimeError as err:
                 raise ValueError(f"Classifier: the weights in {weights} do not fit {type(net).__name__}: {err}") from err
         self.optimizer_factory = optimizer
-        c = int(net.num_classes)
+        c = int(model.num_classes)
         self.metrics = nn.ModuleDict({f"{s}_acc": MulticlassAccuracy(num_classes=c, average="micro") for s in ("train", "val", "test")})
 
     def forward(self, x: Tensor) -> Tensor:
@@ -54,7 +55,7 @@ class Classifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        metric = self.metrics[f"{stage}_acc"]
+        metric: MulticlassAccuracy = self.metrics[f"{stage}_acc"]  # type: ignore[assignment]  # ModuleDict yields Module
         metric(logits, y)
         self.log(f"{stage}/loss", loss, prog_bar=stage != "train", on_step=stage == "train", on_epoch=True)
         self.log(f"{stage}/acc", metric, prog_bar=True, on_step=False, on_epoch=True)
@@ -76,9 +77,10 @@ class Classifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         net = self.net
+        model: Any = net  # its dsflow.models attributes, which nn.Module's typing reads as Tensor | Module
         checkpoint["oracle"] = {
             "class_path": f"{type(net).__module__}.{type(net).__qualname__}",
-            "init_args": dict(net.init_args),
-            "input_shape": list(net.input_shape),
-            "num_classes": int(net.num_classes),
+            "init_args": dict(model.init_args),
+            "input_shape": list(model.input_shape),
+            "num_classes": int(model.num_classes),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -99,12 +100,14 @@ def fit_flow_map(pairs: FlowPairs, restarts: int = 10, max_epochs: int = 20, see
     c, h, w = pairs.image_shape
     if h != w:
         raise ValueError(f"fit_flow_map: square images only, got {h} x {w}")
-    kwargs = {"in_channels": c, "input_size": h} | dict(net_kwargs or {})
+    kwargs: dict[str, Any] = {"in_channels": c, "input_size": h} | dict(net_kwargs or {})
 
     def make() -> FlowMap:
         return FlowMap(FlowMapAutoencoder(**kwargs), partial(torch.optim.Adam, lr=lr))
 
     result = fit_restarts(make, pairs, restarts, max_epochs, seed, "val/mse", "min", out_dir, **trainer_kwargs)
-    x0, xt = pairs.val_set.tensors  # (n_val, c, h, w) each
+    x0, xt = pairs.held_out  # (n_val, c, h, w) each
     identity = float(F.mse_loss(x0, xt))
+    if not isinstance(result.module, FlowMap):
+        raise RuntimeError(f"fit_flow_map: the restarts returned a {type(result.module).__name__}, not the FlowMap built")
     return FlowMapFit(result.module, result.scores, result.scores[result.best_index], identity, result.checkpoint)

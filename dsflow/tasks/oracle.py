@@ -6,6 +6,7 @@ import importlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +84,7 @@ def read_oracle(path: str | os.PathLike, map_location: str | torch.device = "cpu
         raise FileNotFoundError(f"oracle checkpoint not found: {path} (train one with train.py, see README)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for unreadable files; re-raised precisely
+    except Exception as err:  # torch raises many types for unreadable files; re-raised precisely
         raise ValueError(f"oracle checkpoint {path}: not loadable with weights_only=True ({type(err).__name__}: {err})") from err
     spec = ckpt.get("oracle") if isinstance(ckpt, dict) else None
     if spec is None or "state_dict" not in ckpt:
@@ -95,13 +96,14 @@ def save_oracle(net: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``net`` (a dsflow.models network) in the checkpoint layout :func:`load_oracle` reads."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model: Any = net  # its dsflow.models attributes, which nn.Module's typing reads as Tensor | Module
     ckpt = {
         "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
         "oracle": {
             "class_path": f"{type(net).__module__}.{type(net).__qualname__}",
-            "init_args": dict(net.init_args),
-            "input_shape": list(net.input_shape),
-            "num_classes": int(net.num_classes),
+            "init_args": dict(model.init_args),
+            "input_shape": list(model.input_shape),
+            "num_classes": int(model.num_classes),
         },
     }
     torch.save(ckpt, path)

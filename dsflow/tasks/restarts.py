@@ -69,7 +69,8 @@ def select_restarts(fit_one: Callable[[int], tuple[L.LightningModule, L.Trainer,
             best_state = copy.deepcopy(module.state_dict())
             if on_best is not None:
                 on_best(r, trainer)
-    assert best_module is not None and best_state is not None
+    if best_module is None or best_state is None:
+        raise RuntimeError(f"select_restarts: no restart was kept out of {restarts}")
     best_module.load_state_dict(best_state)
     return RestartResult(best_module, best_index, scores)
 
@@ -88,7 +89,7 @@ def fit_restarts(make_module: Callable[[], L.LightningModule], datamodule: L.Lig
     """
     if max_epochs < 1:
         raise ValueError(f"fit_restarts: max_epochs must be >= 1, got {max_epochs}")
-    defaults = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    defaults: dict[str, Any] = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                     accelerator="cpu", num_sanity_val_steps=0)
     kwargs = defaults | trainer_kwargs
     checkpoint = Path(out_dir) / "best.ckpt" if out_dir is not None else None
@@ -101,7 +102,8 @@ def fit_restarts(make_module: Callable[[], L.LightningModule], datamodule: L.Lig
         return module, trainer, datamodule
 
     def save(r: int, trainer: L.Trainer) -> None:
-        assert checkpoint is not None
+        if checkpoint is None:
+            raise RuntimeError("fit_restarts: saving a restart without a checkpoint path")
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(checkpoint)
 
