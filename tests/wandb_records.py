@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 
 from wandb.proto import wandb_internal_pb2 as pb
 
