@@ -15,6 +15,7 @@ from __future__ import annotations
 import netrc
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.recorder import FlowRecorder
@@ -32,7 +33,7 @@ from dsflow.data.pair import FlowDataModule
 from dsflow.flows.module import FlowModule
 from dsflow.process import flush_denormals
 
-__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger"]
+__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger", "finish_wandb"]
 
 
 def configure_wandb() -> str:
@@ -53,6 +54,27 @@ def wandb_logger(**kwargs: Any) -> WandbLogger:
     if isinstance(init, dict) and init.get("anonymous", "set") is None:
         del init["anonymous"]
     return logger
+
+
+def finish_wandb(loggers: Sequence[Logger]) -> None:
+    """Finish the W&B runs of ``loggers`` and return only once their run files (``run-<id>.wandb``) are written.
+
+    ``run.finish()`` alone returns too early: it waits until wandb-core has taken the run's exit record, but
+    wandb-core holds the run file's current 32 KiB block in memory and writes it out when it closes the run's
+    stream, on a finish message that ``finish()`` sends without waiting for an answer. For a moment after
+    ``finish()`` a small run's file holds only its 7-byte header, and a reader that comes first finds no
+    history. wandb-core handles one connection's messages in order, so ``wandb.teardown()``, which asks it to
+    exit and waits until its process has, returns only after the stream is closed and the file written (the next
+    ``wandb.init`` in this process starts a new wandb-core). On ranks other than 0 the loggers' experiments are
+    Lightning's dummies and there is no wandb-core to wait for: both calls do nothing.
+    """
+    wandb_loggers = [logger for logger in loggers if isinstance(logger, WandbLogger)]
+    for logger in wandb_loggers:
+        logger.experiment.finish()
+    if wandb_loggers:
+        import wandb  # only runs that log to W&B pay for importing it
+
+        wandb.teardown()
 
 
 def _wandb_key_available() -> bool:
@@ -93,9 +115,7 @@ class RunCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
-        for logger in self.trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.finish()
+        finish_wandb(self.trainer.loggers)
         if self.trainer.is_global_zero:
             print(run_summary(self.run_dir, self.trainer), flush=True)
         end_process_group()

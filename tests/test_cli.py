@@ -87,3 +87,25 @@ def test_wandb_logger_does_not_pass_the_deprecated_anonymous_setting(tmp_path: P
     logger = wandb_logger(project="dsflow", name="t", save_dir=str(tmp_path))
     assert "anonymous" not in logger._wandb_init
     assert logger._wandb_init["project"] == "dsflow" and logger._wandb_init["name"] == "t"
+
+
+def test_finish_wandb_leaves_a_complete_run_file_spanning_blocks(tmp_path: Path) -> None:
+    """Right after finish_wandb the run file holds every record (wandb-core writes a run file's last 32 KiB block
+    only when it closes the run's stream, which run.finish() does not wait for), and the reader follows records
+    across 32 KiB blocks: rows of ~1 KiB fill several blocks, and one 80 KiB value spans first, middle and last
+    chunks."""
+    from dsflow.cli import configure_wandb, finish_wandb, wandb_logger
+
+    configure_wandb()
+    logger = wandb_logger(project="dsflow", name="blocks", save_dir=str(tmp_path))
+    pads = [f"{i:04d}" * 256 for i in range(40)]  # 1 KiB each
+    for i, pad in enumerate(pads):
+        logger.log_metrics({"train/objective": float(i), "pad": pad}, step=i)
+    logger.log_metrics({"big": "b" * 80 * 1024}, step=40)
+    finish_wandb([logger])
+    files = list(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+    assert len(files) == 1 and files[0].stat().st_size > 3 * 32 * 1024
+    rows = history(files[0])
+    assert [float(r["train/objective"]) for r in rows if "train/objective" in r] == list(range(40))
+    assert [json.loads(r["pad"]) for r in rows if "pad" in r] == pads
+    assert [json.loads(r["big"]) for r in rows if "big" in r] == ["b" * 80 * 1024]
