@@ -112,12 +112,10 @@ class FlowModule(L.LightningModule):
     # ---------------------------------------------------------------- objective
     def state(self) -> FlowState:
         """The current :class:`FlowState`, with label tables when a term needs them."""
-        p, r = self.particles, self.reference
-        inputs = self.objective.table_inputs(self.reference.x.device if self.reference.x is not None else None)
+        p, r, x = self.particles, self.reference, self.particles.features()
+        inputs = self.objective.table_inputs(x.device)
         labels = None if inputs is None else self.dynamics.label_costs(p, r, inputs)
-        if p.x is None:
-            raise RuntimeError("FlowModule: no particles; pass source and reference or call init_data() first")
-        return FlowState(p.x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
+        return FlowState(x, p.y, p.num_classes, r.x, r.y, r.num_classes, labels, self._local_shards())
 
     def _local_shards(self) -> ReferenceShards | None:
         """This process's reference shards (None: one process, one shard; the plain OTDD)."""
@@ -161,9 +159,7 @@ class FlowModule(L.LightningModule):
             self.manual_backward(loss.total) if self._trainer is not None else loss.total.backward()
         self.scale_grads()
         optimizer.step()
-        x = self.particles.x
-        if x is None:
-            raise RuntimeError("FlowModule: no particles; pass source and reference or call init_data() first")
+        x = self.particles.features()
         if self.temperature > 0:
             add_entropy_noise(x, self.noise, particle_step_size(optimizer, x), self.temperature)
         check_finite(self.last_loss.total, x, step)
@@ -185,11 +181,10 @@ class FlowModule(L.LightningModule):
         if not isinstance(optimizer, torch.optim.Optimizer):  # Lightning's wrapper subclasses the one it wraps
             raise RuntimeError(f"FlowModule: configure_optimizers must give one optimizer, got {optimizer!r}")
         loss = self.flow_step(optimizer)
-        if self.last_loss is None:
-            raise RuntimeError("FlowModule: flow_step left no last_loss")
-        self.log("train/objective", self.last_loss.total, prog_bar=True)
+        logged = self.last_loss if self.last_loss is not None else self.global_loss(loss)  # set by flow_step
+        self.log("train/objective", logged.total, prog_bar=True)
         if len(loss.parts) > 1:
-            self.log_dict({f"train/{k}": v for k, v in self.last_loss.parts.items()})
+            self.log_dict({f"train/{k}": v for k, v in logged.parts.items()})
         return loss.total
 
     # ---------------------------------------------------------------- checkpoints and optimizer

@@ -34,6 +34,12 @@ class Particles(nn.Module):
     def n(self) -> int:
         return 0 if self.x is None else self.x.shape[0]
 
+    def features(self) -> nn.Parameter:
+        """The particles' features x (n, d); a RuntimeError before they are set."""
+        if self.x is None:
+            raise RuntimeError("FlowModule: no particles; pass source and reference or call init_data() first")
+        return self.x
+
     def init_from(self, data: LabeledData) -> None:
         """Copy ``data`` into the particles (features flattened to (n, d))."""
         self.x = nn.Parameter(data.flat().clone())
