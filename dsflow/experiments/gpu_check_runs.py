@@ -19,11 +19,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 #: resumed or sharded flows must equal the uninterrupted, one-process flow to this, relative to max |x|
 FLOW_RTOL = 1e-5
-#: the three label dynamics on small 2-D flows (configs/flow/*.yaml; 300 and 180 particles)
+#: the three label dynamics on small 2-D flows, composed as the configs' first lines say (300 and 180 particles)
 DYNAMICS = {
     "fd-fl": ["configs/flow/base.yaml", "configs/flow/gaussians_2d.yaml"],
-    "jd-fl": ["configs/flow/base.yaml", "configs/flow/data/bimodal_2d.yaml", "configs/flow/fig2_jdfl.yaml"],
-    "jd-vl": ["configs/flow/base.yaml", "configs/flow/data/bimodal_2d.yaml", "configs/flow/fig2_jdvl.yaml"],
+    "jd-fl": ["configs/flow/base.yaml", "configs/flow/data/bimodal_2d.yaml", "configs/flow/parts/otdd_2d.yaml",
+              "configs/flow/fig2_jdfl.yaml"],
+    "jd-vl": ["configs/flow/base.yaml", "configs/flow/data/bimodal_2d.yaml", "configs/flow/parts/otdd_2d.yaml",
+              "configs/flow/parts/jdvl_dbscan.yaml", "configs/flow/fig2_jdvl.yaml"],
 }
 QUIET = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
 
