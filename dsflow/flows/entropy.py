@@ -63,19 +63,21 @@ class EntropyNoise:
         return xi
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        gen = self.generator
-        if gen is not None and gen.device == device:
-            return gen
+        if self.generator is not None and self.generator.device == device:
+            return self.generator
         gen = torch.Generator(device=device).manual_seed(self.seed)
-        moved = self._restored[0] if self._restored is not None else (
-            self.generator.device.type if self.generator is not None else device.type)
-        if moved == device.type and self._restored is not None:
-            restore_noise_state(gen, self._restored[1])
-        elif moved != device.type:
+        state: Tensor | None
+        if self.generator is not None:  # the flow moved to another device: its stream goes with it if it can
+            kind, state = self.generator.device.type, self.generator.get_state()
+        else:  # the first draw: a checkpoint's stream, or a fresh one
+            kind, state = self._restored if self._restored is not None else (device.type, None)
+        if kind != device.type:
             gen.manual_seed(self.seed + self.draws)
-            warnings.warn(f"EntropyNoise: the noise stream of a flow on {moved} cannot continue on {device.type} "
+            warnings.warn(f"EntropyNoise: the noise stream of a flow on {kind} cannot continue on {device.type} "
                           f"(different generators); it restarts from seed {self.seed} + {self.draws} steps",
                           RuntimeWarning, stacklevel=3)
+        elif state is not None:
+            restore_noise_state(gen, state)
         self._restored, self.generator = None, gen
         return gen
 

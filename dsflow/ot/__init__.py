@@ -15,7 +15,8 @@ At the top: :mod:`~dsflow.ot.costs` (the cost bundles :class:`LabelCosts`, :clas
 from dsflow.ot.costs import LabelCosts, OTDDSettings, augmented_cost
 from dsflow.ot.labels import (
     BaseGaussianLabelDistance, ClassLayout, ClassSamples, DiagonalGaussianLabelDistance, DiagonalStats,
-    EigenNuclearNorms, ExactLabelDistance, GaussianLabelDistance, Gram, NewtonSchulzNuclearNorms, NuclearNorms, LabelDistance, LabelStats, LayoutCache, Samples, SharedProducts,
+    EigenNuclearNorms, ExactLabelDistance, GaussianLabelDistance, Gram, LabelDistance, LabelStats, LayoutCache,
+    NewtonSchulzNuclearNorms, NuclearNorms, Samples, SharedProducts,
     bures_pair_table, bures_wasserstein_table, check_labels, class_factors, class_layout, class_means, class_stats,
     cross_term_eig, cross_term_gram, cross_term_svd, group_by_class, sqrtm_psd,
 )
@@ -23,14 +24,12 @@ from dsflow.ot.otdd import otdd
 from dsflow.ot.solvers import GeomlossSolver, OuterSolver, SinkhornCapWarning, WarmSinkhorn, WarmState
 
 __all__ = [
-    "EigenNuclearNorms",
-    "NewtonSchulzNuclearNorms",
-    "NuclearNorms",
     "BaseGaussianLabelDistance",
     "ClassLayout",
     "ClassSamples",
     "DiagonalGaussianLabelDistance",
     "DiagonalStats",
+    "EigenNuclearNorms",
     "ExactLabelDistance",
     "GeomlossSolver",
     "GaussianLabelDistance",
@@ -39,6 +38,8 @@ __all__ = [
     "LabelDistance",
     "LabelStats",
     "LayoutCache",
+    "NewtonSchulzNuclearNorms",
+    "NuclearNorms",
     "OTDDSettings",
     "OuterSolver",
     "Samples",

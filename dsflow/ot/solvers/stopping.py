@@ -117,13 +117,12 @@ def sweep_until(step: Step, state: State, threshold: float, max_iter: int, check
     since the previous check restores the state of that check and goes on with omega = 1. ``check_every >
     max_iter`` runs exactly ``max_iter`` sweeps and reads nothing.
     """
+    w = torch.full((), omega, dtype=state[0].dtype, device=state[0].device) if omega != 1.0 else None
     if check_every > max_iter:
-        w = torch.full((), omega, dtype=state[0].dtype, device=state[0].device) if omega != 1.0 else None
         for _ in range(max_iter):
             state, _ = step(state, w)
         return SweepRun(state, max_iter, False, 0)
     flags = _Flags(state[0])
-    w = torch.full((), omega, dtype=state[0].dtype, device=state[0].device) if omega != 1.0 else None
     saved, it, reads = state, 0, 0
     seen: list[tuple[int, float]] = []  # (sweep, convergence number) at the checks the host has read
     changes: list[tuple[int, Tensor]] = []  # the device's convergence numbers since the last read

@@ -133,6 +133,7 @@ class WarmSinkhorn(OuterSolver):
         self.dense_limit, self.block_entries, self.warm_start = dense_limit, block_entries, warm_start
         self.coarse_size, self.warm_levels, self.overrelax = coarse_size, warm_levels, overrelax
         self.warm_margin, self.marginal_tol = warm_margin, marginal_tol
+        self._dense_by_device: dict[str, int] = {}  # dense_entries() per device, read once (reset() keeps it)
         self.reset()
         self.last_iterations = 0  # sweeps at the target epsilon of the last problem solved
         self.last_cross_iterations = 0  # of the last cross problem OT(a, b) on a stored cost
@@ -148,7 +149,6 @@ class WarmSinkhorn(OuterSolver):
         self._state: WarmState | None = None  # live, or restored from a checkpoint (device None) until used
         self._reference: tuple[tuple[object, ...], Tensor] | None = None  # (problem key, <b, g_bb>)
         self._hints = SweepHints()
-        self._dense_by_device: dict[str, int] = {}
 
     def dense_entries(self, device: torch.device | None) -> int:
         """The most entries n m + n^2 of stored costs on ``device``: ``dense_limit``, or
