@@ -12,8 +12,9 @@ solve's cost (up to 100 per solve at 500 sweeps).
 * once a check stops the solve, later sweeps leave the potentials untouched (``torch.where`` on the frozen
   flag), so the solve returns *exactly* the potentials and sweep count of a host check at every check, whenever
   the host happens to look;
-* the host reads the flags (one copy of a few numbers) only at planned sweeps: first at the sweep count the
-  previous solve of the same problem needed (a warm-started flow changes little from step to step), then where
+* the host reads the flags (one copy of a few numbers) only at planned sweeps: first at half the sweep count the
+  previous solve of the same problem needed (a warm-started flow changes little from step to step, and its solves
+  shorten as it converges), then where
   the observed linear contraction of the convergence number says the threshold will be met (at most four times
   the sweeps made so far). Sweeps run past a stop are wasted work, never a different answer.
 
@@ -91,12 +92,13 @@ class _Flags:
 
 
 def _plan(it: int, hint: int, every: int, max_iter: int, seen: list[tuple[int, float]], threshold: float) -> int:
-    """The sweep at which the host reads next: at the start, the previous solve's count (else after two checks,
-    the fewest that show a rate); then where linear contraction of the convergence number, as seen at the last
+    """The sweep at which the host reads next: at the start, half the previous solve's count (a flow's solves
+    shorten as it converges: the whole count would run the later ones too long), and never before two checks, the
+    fewest that show a rate; then where linear contraction of the convergence number, as seen at the last
     two checks read, reaches ``threshold``, at most four times the sweeps made so far (as many when it is not
     contracting)."""
     if it == 0:
-        return min(max_iter, every * max(1, math.ceil(hint / every)) if hint > 0 else 2 * every)
+        return min(max_iter, every * max(2, math.ceil(hint / every / 2)))
     done = max(1, it // every)  # checks made so far
     checks = done
     if len(seen) >= 2:
