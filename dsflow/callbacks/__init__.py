@@ -1,8 +1,9 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts, pushed samples."""
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.oracle import OracleScorer
+from dsflow.callbacks.push_writer import PushWriter
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]
+__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "PushWriter", "TorchThreads"]
