@@ -89,7 +89,7 @@ class PushWriter(BasePredictionWriter):
         data = trainer.datamodule if hasattr(trainer, "datamodule") else None
         path = Path(self.path) if self.path else Path(trainer.default_root_dir) / "pushed.npz"
         folder = None if self.image_folder is None else path.parent / self.image_folder
-        self.export = export_images(path, pushed, labels, "labels (the inputs' own)", image_folder=folder,
+        self.export = export_images(path, pushed, labels, "the inputs' own", image_folder=folder,
                                     num_classes=_num_classes(data, labels))
         if self.figure:
             push_figure(x, pushed, labels, path.with_suffix(".png"), self.per_class)
@@ -124,13 +124,14 @@ def push_figure(x: Tensor, pushed: Tensor, labels: Tensor, path: str | Path, per
     y = labels.cpu().numpy()
     classes = np.unique(y)
     picks = [np.flatnonzero(y == c)[:per_class] for c in classes]
-    fig, axes = plt.subplots(1, 2, figsize=(1.0 + 0.5 * per_class * 2, 0.7 + 0.5 * len(classes)), squeeze=False)
+    fig, axes = plt.subplots(1, 2, figsize=(0.8 + 0.36 * per_class * 2, 0.6 + 0.36 * len(classes)), squeeze=False)
     for ax, imgs, title in zip(axes[0], (x, pushed), ("new samples x", "pushed h(x)")):
         cells = imgs.new_ones((len(classes) * per_class, *imgs.shape[1:])).float().cpu()  # blank (white) cells
         for r, idx in enumerate(picks):
             cells[r * per_class: r * per_class + len(idx)] = imgs[torch.as_tensor(idx)].detach().float().cpu()
         grid = make_grid(cells.clamp(0, 1), nrow=per_class, padding=1, pad_value=1.0)  # (3, H, W)
-        ax.imshow(grid.permute(1, 2, 0).numpy())
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest") if imgs.shape[1] == 1 \
+            else ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         h = imgs.shape[2]
