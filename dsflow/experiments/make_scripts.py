@@ -56,7 +56,7 @@ def save_grid(path: Path, images: np.ndarray, labels: np.ndarray, per_row: int =
 
 
 def _font_line(path: Path) -> str:
-    from fontTools.ttLib import TTFont
+    from fontTools.ttLib import TTFont  # type: ignore[import-untyped]
 
     font = TTFont(str(path), fontNumber=0, lazy=True)
     version = (font["name"].getDebugName(5) or "version unknown").split(";")[0]
