@@ -38,6 +38,7 @@ from dsflow.callbacks.progress import LineProgress
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
+from dsflow.flows.checks import check_flow_data
 from dsflow.flows.module import FlowModule
 from dsflow.process import flush_denormals
 
@@ -140,7 +141,8 @@ class FlowCLI(RunCLI):
 
     What is known only from the data is linked, not configured: the datamodule's loaded ``source`` and
     ``reference`` become the module's ``source`` and ``reference`` when both are instantiated, and the module
-    builds its particles from them in ``configure_model`` (the module never sees the datamodule).
+    builds its particles from them in ``configure_model`` (the module never sees the datamodule). The data are
+    read when the classes are built and checked before ``fit`` starts (:meth:`before_fit`).
     """
 
     default_name = "flow"
@@ -159,6 +161,15 @@ class FlowCLI(RunCLI):
                 "trainer.max_steps": 100,
             }
         )
+
+    def before_fit(self) -> None:
+        """Check the flow's data as the module does before its first step, but before the trainer starts anything
+        (W&B, the oracle, a checkpoint): a bad source or reference stops the run at once (the datasets were read
+        when the classes were built)."""
+        model, data = self.model, self.datamodule
+        if isinstance(model, FlowModule) and isinstance(data, FlowDataModule):
+            check_flow_data(data.source, data.reference, model.objective.label_distance,
+                            model.dynamics.source_stats_from_samples)
 
 
 def progress_callbacks(callbacks: Callback | list[Callback] | None, enabled: bool | None, every_n_steps: int,
