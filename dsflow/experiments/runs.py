@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from jsonargparse import ArgumentParser
+from lightning.pytorch import Trainer
 
 from dsflow.cli import FlowCLI, TrainCLI, flow_main, train_main
 from dsflow.data.base import DatasetSource, LabeledData
@@ -74,6 +75,11 @@ def flow_config(files: Sequence[str | Path], args: Sequence[str], run_dir: str |
 
 class _PartsCLI(FlowCLI):
     """A flow's config parsed, and only its datamodule and module built: no data read, no trainer, no run directory."""
+
+    def add_arguments_to_parser(self, parser: Any) -> None:
+        super().add_arguments_to_parser(parser)
+        # what `flow.py fit` adds (ckpt_path, ...): configs it saved name them
+        parser.add_method_arguments(Trainer, "fit", skip=set(FlowCLI.subcommands()["fit"]))
 
     def instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
