@@ -126,11 +126,11 @@ def test_validate_inputs_reads_shared_datasets_once_and_checks_the_pair(tmp_path
     np.savez(tmp_path / "a.npz", images=images, labels=labels)
     source = [f"{SOURCE}.class_path", "dsflow.data.ArrayFile", f"{SOURCE}.init_args.path", str(tmp_path / "a.npz"),
               f"{SOURCE}.init_args.name", "mine"]
-    flows = [(["configs/flow/base.yaml", "configs/flow/gaussians_2d.yaml"], []),
-             (["configs/flow/base.yaml", "configs/flow/gaussians_2d.yaml"], ["--trainer.max_steps", "5"])]
+    files = ["configs/flow/base.yaml", "configs/flow/gaussians_2d.yaml"]
+    flows = [runs.FlowSpec(files, []), runs.FlowSpec(files, ["--trainer.max_steps", "5"])]
     assert runs.validate_inputs(flows) == 2  # source and reference, read once for both flows
     with pytest.raises(ValueError, match=r"source 'mine/train' has feature shape \(1, 28, 28\) but reference"):
-        runs.validate_inputs([(["configs/flow/base.yaml", "configs/flow/gaussians_2d.yaml"], source)])
+        runs.validate_inputs([runs.FlowSpec(files, source)])
 
 
 # ----------------------------------------------------------------------------------------- flow.py

@@ -125,19 +125,22 @@ def _read_images(where: Path, ds: _TVImageFolder, skip_unreadable: bool) -> tupl
         try:
             img = ds.loader(file)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's ways to fail a file
-            bad.append((Path(file).relative_to(where), f"{type(err).__name__}: {err}" if str(err) else type(err).__name__))
+            why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            bad.append((Path(file).relative_to(where), why))
             continue
         images.append(pil_to_tensor(img if img.mode in ("L", "RGB") else img.convert("RGB")))
         labels.append(label)
     if not bad:
         return images, labels
     first, why = bad[0]
-    others = f"; {len(bad) - 1} more unreadable: {', '.join(str(f) for f, _ in bad[1:4])}{', ...' if len(bad) > 4 else ''}"
-    what = f"{where / first}: cannot read image ({why}){others if len(bad) > 1 else ''}; the other {len(images)} images of {where} read fine"
+    more = ", ".join(str(f) for f, _ in bad[1:4]) + (", ..." if len(bad) > 4 else "")
+    others = f"; {len(bad) - 1} more unreadable: {more}" if len(bad) > 1 else ""
+    what = f"{where / first}: cannot read image ({why}){others}; the other {len(images)} images of {where} read fine"
     if not skip_unreadable or not images:
         raise ValueError(f"{what}. Replace or delete the file" + ("s" if len(bad) > 1 else "")
                          + ("" if skip_unreadable else ", or set skip_unreadable: true to leave it out"))
-    warnings.warn(f"{where}: skipped {len(bad)} unreadable image(s) of {len(ds.samples)} (skip_unreadable): {what}", stacklevel=2)
+    warnings.warn(f"{where}: skipped {len(bad)} unreadable image(s) of {len(ds.samples)} (skip_unreadable): {what}",
+                  stacklevel=2)
     return images, labels
 
 

@@ -11,7 +11,8 @@ and sample count (``--n``, source and reference), and sweeps the label-term weig
 weight, the curves of Fig. 6). The data of every flow is read and checked before the first one runs. Each flow
 runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its scorer writes ``oracle/history.json`` (step,
 objective, accuracy). Prints each curve, and draws ``<out>/repurpose.png``: objective and accuracy against step,
-accuracy against objective. Further ``flow.py`` arguments go after ``--`` (e.g. ``--trainer.max_steps 30 --trainer.callbacks.init_args.every_n_steps 3``).
+accuracy against objective. Further ``flow.py`` arguments go after ``--`` (e.g. ``--trainer.max_steps 30
+--trainer.callbacks.init_args.every_n_steps 3``).
 """
 
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     for label, cfg in sweep.items():
         (out / label).mkdir(parents=True, exist_ok=True)
         (out / label / "input.yaml").write_text(yaml.safe_dump(cfg))
-    runs.validate_inputs(([out / label / "input.yaml"], args.overrides) for label in sweep)  # every flow's data first
+    runs.validate_inputs(runs.FlowSpec([out / label / "input.yaml"], args.overrides) for label in sweep)  # data first
     curves = {}
     for label in sweep:
         run_dir = out / label

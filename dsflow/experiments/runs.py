@@ -14,7 +14,7 @@ import contextlib
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, NamedTuple, Sequence
 
 from jsonargparse import ArgumentParser
 from lightning.pytorch import Trainer
@@ -35,8 +35,12 @@ FLOW_MAP = ["configs/train/flow_map.yaml", "configs/train/flow_map_restarts.yaml
 __all__ = ["FLOW_MAP", "configs", "run_flow", "flow_config", "run_train", "fit_flow_map", "FlowSpec", "flow_parts",
            "validate_inputs"]
 
-#: one flow of a sweep: its composed config files and its overrides
-FlowSpec = tuple[Sequence[str | Path], Sequence[str]]
+
+class FlowSpec(NamedTuple):
+    """One flow of a sweep, as :func:`run_flow` takes it: its config files (composed in order) and its overrides."""
+
+    files: Sequence[str | Path]
+    args: Sequence[str]
 
 
 def configs(files: Sequence[str | Path]) -> list[str]:

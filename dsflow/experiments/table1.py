@@ -164,7 +164,7 @@ def validate_targets(args: argparse.Namespace) -> None:
     """Read and check the data of every flow of the sweep (:func:`~dsflow.experiments.runs.validate_inputs`; the
     unsupervised flows' targets without their clustering) before the oracle is trained."""
     t0 = time.perf_counter()
-    flows = [([*args.config, mode.config], flow_args(target, mode, seed, args, "oracle.ckpt"))  # no oracle read here
+    flows = [runs.FlowSpec([*args.config, mode.config], flow_args(target, mode, seed, args, "oracle.ckpt"))  # no oracle read
              for target in args.targets for seed in args.seeds for mode in map(Mode, args.modes)]
     read = runs.validate_inputs(flows)
     print(f"inputs: the data of {len(flows)} flows read and checked ({read} datasets, {time.perf_counter() - t0:.0f} s)",
