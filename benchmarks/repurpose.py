@@ -3,7 +3,8 @@
 The runner is :mod:`dsflow.experiments.repurpose` (its docstring has every option); this script only calls it.
 """
 
+from dsflow.cli import run_script
 from dsflow.experiments.repurpose import main
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -5,6 +5,11 @@ the flow's outputs (see :class:`~dsflow.callbacks.FlowRecorder`), the resolved `
 W&B runs offline unless the user has set it up (an API key in the environment or ~/.netrc); it never prompts.
 Resuming with ``--ckpt_path <run>/checkpoints/last.ckpt`` continues in that checkpoint's run directory.
 
+Progress: Lightning's live bar where standard error is a terminal; elsewhere (a log file, a pipe, CI) lines, one
+per epoch of a training run and one every 10 steps of a flow (:class:`~dsflow.callbacks.LineProgress`). A progress
+bar in ``trainer.callbacks`` or ``--trainer.enable_progress_bar false`` overrides the choice. Run as scripts
+(:func:`run_script`), ``flow.py`` and ``train.py`` end a failed run with one line ``error: <what went wrong>``.
+
 Several processes (``--trainer.strategy ddp``) share one run directory: the processes Lightning starts on this
 machine inherit it from the first one (``DSFLOW_RUN_DIR``); processes started by other launchers (torchrun, SLURM,
 other nodes) must all be given the same ``--run_dir``. Only rank 0 writes into it.
@@ -14,26 +19,31 @@ from __future__ import annotations
 
 import netrc
 import os
+import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import Logger, WandbLogger
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
+from dsflow.callbacks.progress import LineProgress
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.console import quiet_third_party, run_summary
 from dsflow.data.pair import FlowDataModule
+from dsflow.flows.checks import check_flow_data
 from dsflow.flows.module import FlowModule
 from dsflow.process import flush_denormals
 
-__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger", "finish_wandb"]
+__all__ = ["RunCLI", "FlowCLI", "flow_main", "TrainCLI", "train_main", "configure_wandb", "wandb_logger", "finish_wandb",
+           "progress_callbacks", "run_script"]
 
 
 def configure_wandb() -> str:
@@ -90,10 +100,12 @@ def _wandb_key_available() -> bool:
 class RunCLI(LightningCLI):
     """LightningCLI whose runs each write into one run directory, with checkpoints and offline-safe W&B.
 
-    Subclasses name their default experiment (``default_name``) and add their own arguments and defaults.
+    Subclasses name their default experiment (``default_name``), the interval of their progress lines
+    (``progress_every_n_steps``, 0: one per epoch) and add their own arguments and defaults.
     """
 
     default_name = "run"
+    progress_every_n_steps = 0
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         parser.add_argument("--run_dir", type=str | None, default=None, help="Run directory (default: runs/<name>-<time>).")
@@ -113,6 +125,9 @@ class RunCLI(LightningCLI):
         if cfg.trainer.get("logger") in (None, True):
             configure_wandb()
             kwargs["logger"] = wandb_logger(project="dsflow", name=f"{name}-{self.run_dir.name}", save_dir=str(self.run_dir))
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        kwargs["callbacks"] = progress_callbacks(trainer_cfg.get("callbacks"), trainer_cfg.get("enable_progress_bar"),
+                                                 self.progress_every_n_steps)
         return super().instantiate_trainer(**kwargs)
 
     def after_fit(self) -> None:
@@ -127,10 +142,12 @@ class FlowCLI(RunCLI):
 
     What is known only from the data is linked, not configured: the datamodule's loaded ``source`` and
     ``reference`` become the module's ``source`` and ``reference`` when both are instantiated, and the module
-    builds its particles from them in ``configure_model`` (the module never sees the datamodule).
+    builds its particles from them in ``configure_model`` (the module never sees the datamodule). The data are
+    read when the classes are built and checked before ``fit`` starts (:meth:`before_fit`).
     """
 
     default_name = "flow"
+    progress_every_n_steps = 10
 
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
@@ -145,6 +162,41 @@ class FlowCLI(RunCLI):
                 "trainer.max_steps": 100,
             }
         )
+
+    def before_fit(self) -> None:
+        """Check the flow's data as the module does before its first step, but before the trainer starts anything
+        (W&B, the oracle, a checkpoint): a bad source or reference stops the run at once (the datasets were read
+        when the classes were built)."""
+        model, data = self.model, self.datamodule
+        if isinstance(model, FlowModule) and isinstance(data, FlowDataModule):
+            check_flow_data(data.source, data.reference, model.objective.label_distance,
+                            model.dynamics.source_stats_from_samples)
+
+
+def progress_callbacks(callbacks: Callback | list[Callback] | None, enabled: bool | None, every_n_steps: int,
+                       interactive: bool | None = None) -> list[Callback]:
+    """The trainer's ``callbacks`` with :class:`LineProgress` added when output is not ``interactive`` (default:
+    whether standard error, where Lightning's bar goes, is a terminal), unless the progress bar is disabled
+    (``enabled`` False) or ``callbacks`` already hold one (the user's choice wins)."""
+    given = [] if callbacks is None else list(callbacks) if isinstance(callbacks, list) else [callbacks]
+    if interactive is None:
+        interactive = sys.stderr.isatty()
+    if interactive or enabled is False or any(isinstance(c, ProgressBar) for c in given):
+        return given
+    return [*given, LineProgress(every_n_steps)]
+
+
+def run_script(main: Callable[[], object]) -> None:
+    """Run an entry point (``flow_main``, ``train_main``, a runner's ``main``) as a script: an error ends the
+    output with the full traceback and then one line, ``error: <message>`` (a message of several lines joined), so
+    that the last line of a log says what went wrong and, for data, which file; the exit status is 1."""
+    try:
+        main()
+    except Exception as err:
+        traceback.print_exc()
+        message = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from err
 
 
 _RUN_DIR_ENV = "DSFLOW_RUN_DIR"

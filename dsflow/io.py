@@ -68,8 +68,10 @@ def load_npz(path: str | os.PathLike, keys: tuple[str, ...] = ()) -> dict[str, n
     try:
         with np.load(path, allow_pickle=False) as data:
             out = {k: data[k] for k in data.files}
-    except ValueError as err:  # numpy refuses object arrays without allow_pickle
-        raise ValueError(f"{path}: holds pickled objects, which are never loaded ({err})") from err
+    except ValueError as err:  # numpy refuses object arrays without allow_pickle; or an array's bytes are damaged
+        if "pickle" in str(err):
+            raise ValueError(f"{path}: holds pickled objects, which are never loaded ({err})") from err
+        raise ValueError(f"{path}: not a readable .npz array file (ValueError: {err})") from err
     except (zipfile.BadZipFile, OSError, EOFError, KeyError) as err:
         raise ValueError(f"{path}: not a readable .npz array file ({type(err).__name__}: {err})") from err
     missing = [k for k in keys if k not in out]

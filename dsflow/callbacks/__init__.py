@@ -1,9 +1,11 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts, pushed samples."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts, progress
+lines for logs, pushed samples."""
 
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.oracle import OracleScorer
+from dsflow.callbacks.progress import LineProgress
 from dsflow.callbacks.push_writer import PushWriter
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "PushWriter", "TorchThreads"]
+__all__ = ["FlowRecorder", "GracefulInterrupt", "LineProgress", "OracleScorer", "PushWriter", "TorchThreads"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.datasets import ImageFolder as _TVImageFolder
 from torchvision.transforms.functional import pil_to_tensor
 
@@ -51,12 +53,7 @@ class ArrayFile(ImageDataModule):
             raise MissingDataError(self.name, path.parent, [path.name], hint="an .npz with arrays `images` and `labels`")
         arrays = load_npz(path, keys=("images", "labels"))
         images, labels = arrays["images"], arrays["labels"]
-        if images.ndim >= 1 and images.shape[0] == 0:
-            raise ValueError(f"{path}: holds no samples (`images` has shape {images.shape}); nothing to flow or train on")
-        if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
-            raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}")
-        if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],) or labels.min() < 0:
-            raise ValueError(f"{path}: `labels` must be {images.shape[0]} non-negative integers, got {labels.dtype} {labels.shape}")
+        _check_arrays(path, images, labels, self.declared_classes)
         x = torch.from_numpy(np.ascontiguousarray(images))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
         c = self.declared_classes if self.declared_classes is not None else int(labels.max()) + 1
@@ -66,13 +63,18 @@ class ArrayFile(ImageDataModule):
 class ImageFolder(ImageDataModule):
     """Images in ``<path>/<split>/<class>/*.png|jpg`` (torchvision's ImageFolder); classes sorted by folder name.
 
+    Every image of the split is read before any error: an unreadable one (truncated, not an image) stops the read
+    with its path, the reason, and how the rest of the folder read.
+
     Args:
         path: folder holding one folder per split (``train``, ``test``), relative to the data root or absolute.
+        skip_unreadable: leave unreadable images out (a warning says how many and which) instead of stopping.
         **kwargs: see :class:`~dsflow.data.images.ImageDataModule`. Images must share one size unless ``size`` is set.
     """
 
-    def __init__(self, path: str, **kwargs) -> None:
+    def __init__(self, path: str, skip_unreadable: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.skip_unreadable = skip_unreadable
         folder = Path(path).expanduser()
         self.folder = folder if folder.is_absolute() or folder.exists() else self.root / folder
         if kwargs.get("name") is None:
@@ -86,11 +88,7 @@ class ImageFolder(ImageDataModule):
             ds = _TVImageFolder(str(where))
         except FileNotFoundError as err:  # no class folder, or class folders without image files
             raise ValueError(f"{where}: holds no images: expected <class>/<image files> under it ({err})") from err
-        images, labels = [], []
-        for file, label in ds.samples:
-            img = ds.loader(file)
-            images.append(pil_to_tensor(img if img.mode in ("L", "RGB") else img.convert("RGB")))
-            labels.append(label)
+        images, labels = _read_images(where, ds, self.skip_unreadable)
         shapes = {tuple(i.shape) for i in images}
         if len(shapes) > 1:
             if self.size is None:
@@ -100,6 +98,50 @@ class ImageFolder(ImageDataModule):
         if len(chans) > 1:
             images = [i.expand(3, -1, -1) if i.shape[0] == 1 else i for i in images]
         return RawImages(torch.stack(images), torch.tensor(labels), len(ds.classes))
+
+
+def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int | None) -> None:
+    """The arrays of an ``.npz`` image file, each problem named with the file."""
+    if images.ndim >= 1 and images.shape[0] == 0:
+        raise ValueError(f"{path}: holds no samples (`images` has shape {images.shape}); nothing to flow or train on")
+    if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
+        hint = "; scale float images in [0, 1] by 255 and save them as uint8" if images.dtype.kind == "f" else ""
+        raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}{hint}")
+    n = images.shape[0]
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"{path}: `labels` must hold one label per image: {n} images but `labels` of shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: `labels` must be integers, got {labels.dtype}")
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        allowed = "non-negative" if num_classes is None else f"in [0, {num_classes}) (num_classes {num_classes})"
+        raise ValueError(f"{path}: `labels` must be {allowed}, got labels from {low} to {high}")
+
+
+def _read_images(where: Path, ds: _TVImageFolder, skip_unreadable: bool) -> tuple[list[torch.Tensor], list[int]]:
+    """Every image of ``ds`` (N, uint8 (C, H, W) each) and its label; the unreadable ones named together at the end."""
+    images, labels, bad = [], [], []
+    for file, label in ds.samples:
+        try:
+            img = ds.loader(file)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:  # PIL's ways to fail a file
+            why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+            bad.append((Path(file).relative_to(where), why))
+            continue
+        images.append(pil_to_tensor(img if img.mode in ("L", "RGB") else img.convert("RGB")))
+        labels.append(label)
+    if not bad:
+        return images, labels
+    first, why = bad[0]
+    more = ", ".join(str(f) for f, _ in bad[1:4]) + (", ..." if len(bad) > 4 else "")
+    others = f"; {len(bad) - 1} more unreadable: {more}" if len(bad) > 1 else ""
+    what = f"{where / first}: cannot read image ({why}){others}; the other {len(images)} images of {where} read fine"
+    if not skip_unreadable or not images:
+        raise ValueError(f"{what}. Replace or delete the file" + ("s" if len(bad) > 1 else "")
+                         + ("" if skip_unreadable else ", or set skip_unreadable: true to leave it out"))
+    warnings.warn(f"{where}: skipped {len(bad)} unreadable image(s) of {len(ds.samples)} (skip_unreadable): {what}",
+                  stacklevel=2)
+    return images, labels
 
 
 def _resize_uint8(img: torch.Tensor, size: int) -> torch.Tensor:

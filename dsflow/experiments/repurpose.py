@@ -8,10 +8,11 @@ Takes any flow whose trainer has an :class:`~dsflow.callbacks.OracleScorer` call
 composed in order as by ``flow.py``'s repeated ``--config``; the commands are in the first lines of
 ``usps_mnist``, ``stl10_cifar10``, ``camelyon_cifar10``), optionally with another oracle checkpoint (``--oracle``)
 and sample count (``--n``, source and reference), and sweeps the label-term weight (``--lambda-y``: one flow per
-weight, the curves of Fig. 6). Each flow runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its
-scorer writes ``oracle/history.json`` (step, objective, accuracy). Prints each curve, and draws
-``<out>/repurpose.png``: objective and accuracy against step, accuracy against objective. Further ``flow.py``
-arguments go after ``--`` (e.g. ``--trainer.max_steps 30 --trainer.callbacks.init_args.every_n_steps 3``).
+weight, the curves of Fig. 6). The data of every flow is read and checked before the first one runs. Each flow
+runs through ``flow.py``'s own entry point in ``<out>/<label>/``; its scorer writes ``oracle/history.json`` (step,
+objective, accuracy). Prints each curve, and draws ``<out>/repurpose.png``: objective and accuracy against step,
+accuracy against objective. Further ``flow.py`` arguments go after ``--`` (e.g. ``--trainer.max_steps 30
+--trainer.callbacks.init_args.every_n_steps 3``).
 """
 
 
@@ -94,11 +95,13 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     common.set_threads(args.threads)
     sweep = configs(args)
     out = Path(args.out or f"runs/repurpose-{Path(args.config[-1]).stem}")
-    curves = {}
     for label, cfg in sweep.items():
+        (out / label).mkdir(parents=True, exist_ok=True)
+        (out / label / "input.yaml").write_text(yaml.safe_dump(cfg))
+    runs.validate_inputs(runs.FlowSpec([out / label / "input.yaml"], args.overrides) for label in sweep)  # data first
+    curves = {}
+    for label in sweep:
         run_dir = out / label
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "input.yaml").write_text(yaml.safe_dump(cfg))
         runs.run_flow([run_dir / "input.yaml"], args.overrides, run_dir)
         curves[label] = json.loads((run_dir / "oracle" / "history.json").read_text())
         print(f"{label}: " + ", ".join(f"step {h['step']} obj {h['objective']:.3g} acc {h['accuracy']:.1f} %" for h in curves[label]), flush=True)

@@ -23,6 +23,9 @@ Every setting is YAML; this script sweeps targets, seeds and modes and prints th
    accuracy through the same alignment, steps, seconds) and writes
    ``<out>/results.json``; each flow's run directory is ``<out>/<target>-<mode>[-s<seed>]``.
 
+Before the oracle, the data of every flow is read and checked (:func:`validate_targets`): a bad target stops the
+run in seconds with the file and the problem named.
+
 Anything else goes to every flow after ``--``, e.g. the ablations of docs/table1.md:
 ``-- --model.init_args.terms.init_args.solver.init_args.max_iter 20`` or
 ``-- --data.init_args.source.init_args.features dsflow.data.PixelFeatures`` (unsupervised).
@@ -43,7 +46,7 @@ from dsflow.experiments.datasets import table1_targets
 from dsflow.process import flush_denormals
 
 __all__ = ["Mode", "ModeRun", "Table1Row", "FLOW", "ORACLE", "parse", "target_overrides", "flow_args",
-           "oracle_checkpoint", "run_dir", "run_row", "main", "table"]
+           "validate_targets", "oracle_checkpoint", "run_dir", "run_row", "main", "table"]
 
 FLOW = ["configs/flow/images.yaml", "configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
 ORACLE = ["configs/train/lenet_mnist.yaml", "configs/train/table1_oracle.yaml"]
@@ -157,6 +160,17 @@ def flow_args(target: str, mode: Mode, seed: int, args: argparse.Namespace, orac
     return over + list(args.overrides)
 
 
+def validate_targets(args: argparse.Namespace) -> None:
+    """Read and check the data of every flow of the sweep (:func:`~dsflow.experiments.runs.validate_inputs`; the
+    unsupervised flows' targets without their clustering) before the oracle is trained."""
+    t0 = time.perf_counter()
+    flows = [runs.FlowSpec([*args.config, mode.config], flow_args(target, mode, seed, args, "oracle.ckpt"))  # no oracle read
+             for target in args.targets for seed in args.seeds for mode in map(Mode, args.modes)]
+    read = runs.validate_inputs(flows)
+    print(f"inputs: the data of {len(flows)} flows read and checked ({read} datasets, {time.perf_counter() - t0:.0f} s)",
+          flush=True)
+
+
 def oracle_checkpoint(args: argparse.Namespace) -> tuple[str, float]:
     """The oracle (trained here unless given or already trained) and its accuracy (%) on the MNIST test split."""
     out = Path(args.out)
@@ -201,6 +215,7 @@ def main(argv: list[str] | None = None) -> list[Table1Row]:
     flush_denormals()  # before torch's worker threads start (dsflow.process), as flow.py does
     args = parse(argv)
     common.set_threads(args.threads)
+    validate_targets(args)
     oracle, oracle_acc = oracle_checkpoint(args)
     print(f"oracle: {oracle} (LeNet-5), MNIST test accuracy {oracle_acc:.2f} %", flush=True)
     progress = common.Progress(len(args.targets) * len(args.seeds) * len(args.modes))

@@ -31,14 +31,15 @@ setting is YAML too; this script sweeps pairs, shots, seeds and settings. For ea
 4. Accuracy of each LeNet-5 on the target's test split (``--n-test`` of it, class-balanced; default all), and
    where the final particles sit relative to the k-shot target (:func:`dsflow.tasks.transfer.landing_report`).
 
-Each task writes ``<out>/<src>-<tgt>-k<k>-s<seed>/task.json`` as each setting finishes; a rerun with the same
-options reuses what is there (flow, flow map and accuracies), so an interrupted sweep continues where it stopped.
-Progress: one line per setting, and per task "task i of N; about M min left". At the end: a Markdown table
-(pair, k, setting, comparison, mean and std over seeds), the landing table, ``<out>/results.json``,
-``<out>/transfer_<pair>.png`` (Fig. 3e / 10: bars per k, spread over seeds), ``<out>/adaptation.png`` (Fig. 4:
-fine-tuning against + z1..T per pair and k) and per task ``flow_map/fig9.png`` (x0, xT and h(x0)),
-``figures/flow_grid.png`` (Fig. 5 style: the same particles along the flow) and ``figures/trajectories.png``
-(Fig. 3: the particles' paths between the datasets).
+Before the first task, the data of every task's flow is read and checked
+(:func:`~dsflow.experiments.runs.validate_inputs`). Each task writes ``<out>/<src>-<tgt>-k<k>-s<seed>/task.json``
+as each setting finishes; a rerun with the same options reuses what is there (flow, flow map and accuracies), so an
+interrupted sweep continues where it stopped. Progress: one line per setting, and per task "task i of N; about M
+min left". At the end: a Markdown table (pair, k, setting, comparison, mean and std over seeds), the landing table,
+``<out>/results.json``, ``<out>/transfer_<pair>.png`` (Fig. 3e / 10: bars per k, spread over seeds),
+``<out>/adaptation.png`` (Fig. 4: fine-tuning against + z1..T per pair and k) and per task ``flow_map/fig9.png``
+(x0, xT and h(x0)), ``figures/flow_grid.png`` (Fig. 5 style: the same particles along the flow) and
+``figures/trajectories.png`` (Fig. 3: the particles' paths between the datasets).
 
 ``--combine DIR [DIR ...]`` runs nothing: it puts the tables and figures of finished sweeps (one per pair, say)
 together into ``--out``.
@@ -147,7 +148,7 @@ def cached_task(where: Path, key: dict) -> TaskRecord | None:
 
 def _flow(task: Task, where: Path, record: TaskRecord, opts: TransferOptions, run: bool) -> FlowCLI:
     """The task's flow, run (``run``; its seconds into ``record``) or only built (its datasets)."""
-    flow = [*flow_overrides(*task), *common.overrides(opts.flow_args, "--flow-args")]
+    flow = _flow_args(task, opts)
     if not run:
         return runs.flow_config(opts.config, flow, where / "flow")
     t0 = time.perf_counter()
@@ -155,6 +156,11 @@ def _flow(task: Task, where: Path, record: TaskRecord, opts: TransferOptions, ru
     record.flow_seconds = round(time.perf_counter() - t0, 1)
     write_json(where / "task.json", record.to_json())
     return cli
+
+
+def _flow_args(task: Task, opts: TransferOptions) -> list[str]:
+    """The overrides of the task's flow: its datasets, shots and seeds, then the ``--flow-args``."""
+    return [*flow_overrides(*task), *common.overrides(opts.flow_args, "--flow-args")]
 
 
 def _controls(cli: FlowCLI, target_file: Path) -> dict[Setting, list[Path]]:
@@ -207,6 +213,7 @@ def main(argv: list[str] | None = None) -> list[SummaryRow]:
     opts = TransferOptions.from_args(args)
     tasks = [Task(src, tgt, k, seed) for src, tgt in (p.split(":") for p in args.pairs)  # pairs checked by parse
              for k in args.shots for seed in args.seeds]
+    runs.validate_inputs(runs.FlowSpec(opts.config, _flow_args(task, opts)) for task in tasks)  # all data, first
     progress, results, t0 = common.Progress(len(tasks)), [], time.perf_counter()
     for task in tasks:
         t1 = time.perf_counter()
