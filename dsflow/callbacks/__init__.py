@@ -1,8 +1,10 @@
-"""Lightning callbacks: run outputs (trajectory, figures, summary), oracle scoring, graceful interrupts."""
+"""Lightning callbacks: run outputs (trajectory, figures, summary), flowed datasets, oracle scoring, graceful
+interrupts."""
 
+from dsflow.callbacks.dataset_export import DatasetExport
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.oracle import OracleScorer
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]
+__all__ = ["DatasetExport", "FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]

@@ -26,15 +26,17 @@ class ArrayFile(ImageDataModule):
         test_path: the file of the ``test`` split (optional).
         num_classes: size of the label set (default: largest label + 1).
         name: what messages call it (default: ``path`` as given, so that errors name the file).
+        label_key: the array holding the labels (e.g. ``coupled_labels`` of a flowed export, docs/export.md).
         **kwargs: see :class:`~dsflow.data.images.ImageDataModule`; ``split`` defaults to ``train`` here.
     """
 
     def __init__(self, path: str, test_path: str | None = None, num_classes: int | None = None, split: str = "train",
-                 **kwargs) -> None:
+                 label_key: str = "labels", **kwargs) -> None:
         kwargs.setdefault("test_split", "test" if test_path is not None else None)
         super().__init__(split=split, **kwargs)
         self.paths = {"train": path, "test": test_path}
         self.declared_classes = num_classes
+        self.label_key = label_key
         if kwargs.get("name") is None:  # error messages name the file
             self.name = str(path)
 
@@ -48,15 +50,15 @@ class ArrayFile(ImageDataModule):
     def read(self, split: str) -> RawImages:
         path = self._file(split)
         if not path.is_file():
-            raise MissingDataError(self.name, path.parent, [path.name], hint="an .npz with arrays `images` and `labels`")
-        arrays = load_npz(path, keys=("images", "labels"))
-        images, labels = arrays["images"], arrays["labels"]
+            raise MissingDataError(self.name, path.parent, [path.name], hint=f"an .npz with arrays `images` and `{self.label_key}`")
+        arrays = load_npz(path, keys=("images", self.label_key))
+        images, labels = arrays["images"], arrays[self.label_key]
         if images.ndim >= 1 and images.shape[0] == 0:
             raise ValueError(f"{path}: holds no samples (`images` has shape {images.shape}); nothing to flow or train on")
         if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
             raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}")
         if not np.issubdtype(labels.dtype, np.integer) or labels.shape != (images.shape[0],) or labels.min() < 0:
-            raise ValueError(f"{path}: `labels` must be {images.shape[0]} non-negative integers, got {labels.dtype} {labels.shape}")
+            raise ValueError(f"{path}: `{self.label_key}` must be {images.shape[0]} non-negative integers, got {labels.dtype} {labels.shape}")
         x = torch.from_numpy(np.ascontiguousarray(images))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
         c = self.declared_classes if self.declared_classes is not None else int(labels.max()) + 1
