@@ -99,4 +99,5 @@ def _export_line(run_dir: Path) -> list[str]:
 
     r = final[-1]
     folder = run_dir / r["folder"] if r.get("folder") else None
-    return [Export(run_dir / r["file"], r["count"], r["clipped"], r["labels"], folder).describe()]
+    return [Export(run_dir / r["file"], r["count"], r["clipped"], r["labels"], folder, r.get("clipped_visibly", 0.0),
+                   r.get("max_outside", 0.0)).describe()]

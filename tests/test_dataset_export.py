@@ -159,6 +159,9 @@ def test_image_flows_export_by_default_with_clipping_reported(tmp_path: Path, ca
     record = json.loads((run / "export.json").read_text())["exports"][-1]
     clipped = float(((x < 0) | (x > 1)).mean())
     assert clipped > 0 and record["clipped"] == pytest.approx(clipped)
+    outside = np.clip(-x, 0, None) + np.clip(x - 1, 0, None)
+    assert record["clipped_visibly"] == pytest.approx(float((outside > 0.5 / 255).mean()))
+    assert record["max_outside"] == pytest.approx(float(outside.max()))
     assert np.array_equal(images, np.round(np.clip(x[:, 0], 0, 1) * 255).astype(np.uint8))
     assert (run / "flowed_step000001.npz").is_file() and (run / "flowed_step000001" / "train").is_dir()
     folder = ArrayFile(str(run / "flowed.npz")).load()
@@ -167,7 +170,7 @@ def test_image_flows_export_by_default_with_clipping_reported(tmp_path: Path, ca
     back = ImageFolder(str(run / "flowed"), split="train", channels=1).load()  # PIL reads gray PNGs as RGB
     assert back.x.shape == folder.x.shape and sorted(back.y.tolist()) == sorted(folder.y.tolist())
     out = capsys.readouterr().out
-    assert f"exported 20 images to {run / 'flowed.npz'} and {run / 'flowed'} (labels: flow_labels; {100 * clipped:.2f} %" in out
+    assert f"exported 20 images to {run / 'flowed.npz'} and {run / 'flowed'} (labels: flow_labels; {100 * clipped:.2f} % of pixel values clipped" in out
 
 
 @pytest.mark.filterwarnings("ignore::dsflow.ot.SinkhornCapWarning")  # the claim is the export

@@ -188,6 +188,7 @@ class DatasetExport(L.Callback):
         path = run_dir / "export.json"
         records = _read_records(path)
         record = {"file": out.path.name, "step": step, "count": out.count, "clipped": out.clipped,
+                  "clipped_visibly": out.clipped_visibly, "max_outside": out.max_outside,
                   "labels": out.label_key, "arrays": arrays,
                   "folder": out.folder.name if out.folder is not None else None,
                   "figure": figure.name if figure is not None else None}
