@@ -99,7 +99,8 @@ def test_label_choices_and_supervised_default(tmp_path: Path) -> None:
     y_ref = torch.arange(24) % 3
     source, reference = TensorSource(_patches(y, 0.8, seed=0), y), TensorSource(_patches(PERM[y_ref], 0.9, 1), y_ref)
     export = DatasetExport(figure_per_label=0)
-    _fit(tmp_path / "a", source, reference, [export], steps=1)
+    model = _fit(tmp_path / "a", source, reference, [export], steps=1)
+    assert export.distance is model.objective.label_distance  # the coupling of the flow's own label distance
     with np.load(tmp_path / "a" / "flowed.npz") as f:
         assert np.array_equal(f["labels"], y.numpy()) and np.array_equal(f["flow_labels"], y.numpy())
         assert np.array_equal(f["coupled_labels"], torch.argsort(PERM)[y].numpy())

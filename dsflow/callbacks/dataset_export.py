@@ -115,8 +115,8 @@ class DatasetExport(L.Callback):
         image_folder: also write each export as an image folder (``<stem>/train/<class>/<index>.png``).
         figure_per_label: samples per label in the grid ``<stem>.png`` (0: no grid).
         class_names: names of the exported label set (stored in the file, and naming the image folder's classes).
-        label_distance: the label distance of the coupling (default: Gaussian, full covariances, as the
-            OracleScorer's).
+        label_distance: the label distance of the coupling (default: the flow's own, that of its OTDD term; a flow
+            without one: Gaussian, full covariances).
         seed: which samples the grid shows.
     """
 
@@ -131,7 +131,8 @@ class DatasetExport(L.Callback):
             raise ValueError(f"DatasetExport: figure_per_label must be >= 0, got {figure_per_label}")
         self.labels, self.steps, self.image_folder = labels, sorted(set(steps or [])), image_folder
         self.figure_per_label, self.class_names, self.seed = figure_per_label, class_names, seed
-        self.label_distance = label_distance or GaussianLabelDistance()
+        self.label_distance = label_distance
+        self.distance: LabelDistance = label_distance or GaussianLabelDistance()  # the one in use (set at fit start)
         self.exports: list[Export] = []  # what this run exported, the final one last
         self.last_labels: ParticleLabels | None = None  # every label array of the latest export
         self._pseudo = False
@@ -144,6 +145,9 @@ class DatasetExport(L.Callback):
         if len(shape) != 3 or shape[0] not in (1, 3):
             raise ValueError(f"DatasetExport: exports images (c, h, w) with c = 1 or 3, but the particles have shape "
                              f"{tuple(shape)}; leave it out for other data (--export null)")
+        if self.label_distance is None:  # the flow's own (FlowModule.objective; not part of FlowLike)
+            own = getattr(getattr(pl_module, "objective", None), "label_distance", None)
+            self.distance = own if isinstance(own, LabelDistance) else GaussianLabelDistance()
         datamodule = getattr(trainer, "datamodule", None)
         self._pseudo = isinstance(datamodule, FlowDataModule) and isinstance(datamodule.source_spec, PseudoLabeled)
         self._oracle = next((cb for cb in trainer.callbacks if isinstance(cb, OracleScorer)), None)  # type: ignore[attr-defined]
@@ -169,7 +173,7 @@ class DatasetExport(L.Callback):
         if not trainer.is_global_zero:
             return
         oracle = self._oracle.oracle if self._oracle is not None else None
-        labels = particle_labels(flow, self.label_distance, self._pseudo, oracle)
+        labels = particle_labels(flow, self.distance, self._pseudo, oracle)
         key, chosen, c = labels.pick(self.labels)
         run_dir = Path(trainer.default_root_dir)
         x = particle_features(flow).reshape(-1, *flow.particles.feature_shape)  # (n, c, h, w)
