@@ -105,7 +105,8 @@ class RunCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         name = cfg.get("name", self.default_name)
-        self.run_dir = _run_dir(cfg.get("run_dir"), name, cfg.get("ckpt_path"))
+        resumed = cfg.get("ckpt_path") if self.subcommand != "predict" else None  # predict only reads weights
+        self.run_dir = _run_dir(cfg.get("run_dir"), name, resumed)
         checkpoint = self._get(self.config_init, "checkpoint")
         if checkpoint is not None and checkpoint.dirpath is None:
             checkpoint.dirpath = str(self.run_dir / "checkpoints")

@@ -45,20 +45,20 @@ def test_configs_repeat_themselves_less_than_the_bound() -> None:
     assert rep.share < BOUND, f"{rep.repeated} of {rep.lines} value-setting lines repeated ({100 * rep.share:.0f} %)"
 
 
-def _commands(config: Path) -> list[tuple[str, list[str]]]:
-    """(entry point, --config files) of each ``python flow.py fit`` / ``python train.py fit`` command in the
-    config's first lines (its leading comments) that composes the config itself."""
+def _commands(config: Path) -> list[tuple[str, str, list[str]]]:
+    """(entry point, subcommand, --config files) of each ``python flow.py fit`` / ``python train.py fit`` (or
+    ``predict``) command in the config's first lines (its leading comments) that composes the config itself."""
     found = []
     for line in config.read_text().splitlines():
         if not line.startswith("#"):
             break
-        for entry in ("flow", "train"):
-            marker = f"python {entry}.py fit "
+        for entry, sub in (("flow", "fit"), ("train", "fit"), ("train", "predict")):
+            marker = f"python {entry}.py {sub} "
             if marker in line:
                 words = line.split(marker, 1)[1].split()
                 files = [words[i + 1].rstrip(",") for i, w in enumerate(words) if w == "--config"]
                 if str(config.relative_to(ROOT)) in files:
-                    found.append((entry, files))
+                    found.append((entry, sub, files))
     return found
 
 
@@ -66,11 +66,11 @@ def _commands(config: Path) -> list[tuple[str, list[str]]]:
 def test_config_names_a_full_command_that_composes(config: Path) -> None:
     commands = _commands(config)
     assert commands, f"{config.relative_to(ROOT)}: no 'python flow.py fit' / 'python train.py fit' command composing it in its first lines"
-    runnable = [(entry, files) for entry, files in commands if all((ROOT / f).is_file() for f in files)]
+    runnable = [(entry, sub, files) for entry, sub, files in commands if all((ROOT / f).is_file() for f in files)]
     assert runnable, f"{config.relative_to(ROOT)}: its commands name configs that do not exist: {commands}"
-    entry, files = runnable[0]  # (a base may also name its general form, with <placeholders>)
+    entry, sub, files = runnable[0]  # (a base may also name its general form, with <placeholders>)
     out = io.StringIO()
-    args = ["fit", *[a for f in files for a in ("--config", str(ROOT / f))], "--print_config"]
+    args = [sub, *[a for f in files for a in ("--config", str(ROOT / f))], "--print_config"]
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as done:
         (flow_main if entry == "flow" else train_main)(args)
     assert not done.value.code, f"{config.relative_to(ROOT)}: {files} do not compose"

@@ -1,10 +1,11 @@
 """Lightning callbacks: run outputs (trajectory, figures, summary), flowed datasets, oracle scoring, graceful
-interrupts."""
+interrupts, pushed samples."""
 
 from dsflow.callbacks.dataset_export import DatasetExport
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.oracle import OracleScorer
+from dsflow.callbacks.push_writer import PushWriter
 from dsflow.callbacks.recorder import FlowRecorder
 from dsflow.callbacks.threads import TorchThreads
 
-__all__ = ["DatasetExport", "FlowRecorder", "GracefulInterrupt", "OracleScorer", "TorchThreads"]
+__all__ = ["DatasetExport", "FlowRecorder", "GracefulInterrupt", "OracleScorer", "PushWriter", "TorchThreads"]

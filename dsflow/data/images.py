@@ -104,11 +104,13 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
 
     As a :class:`DatasetSource` (flows), :meth:`load` returns ``n`` samples of ``split``. As a DataModule
     (oracle training), ``fit`` trains on ``train_split`` less a seeded ``val_fraction`` held out for validation,
-    and ``test`` evaluates on ``test_split`` (None: no test stage).
+    and ``test`` evaluates on ``test_split`` (None: no test stage). ``predict`` serves what :meth:`load` returns
+    (``n`` samples of ``split``, all by default), in order, as (x, y) batches (e.g. new samples pushed through a
+    trained flow map: ``train.py predict``).
 
     Args:
         root: data root (default: ``$DSFLOW_DATA``, else ``~/.cache/dsflow/data``; see :mod:`dsflow.data.root`).
-        split: split returned by :meth:`load`.
+        split: split returned by :meth:`load` and served by ``predict``.
         n: subset size of :meth:`load` and of the training split (None: all samples).
         seed: seed of the subsets and of the validation hold-out.
         size: output height = width (None: native).
@@ -209,6 +211,10 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
             data = self.load_split(self.test_split)
             self._layout = self._layout or (data.num_classes, data.feature_shape)
             self._sets["test"] = TensorDataset(data.x, data.y)
+        if stage == "predict" and "predict" not in self._sets:
+            data = self.load()
+            self._layout = self._layout or (data.num_classes, data.feature_shape)
+            self._sets["predict"] = TensorDataset(data.x, data.y)
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self._sets["train"], batch_size=self.batch_size, shuffle=True)
@@ -220,4 +226,10 @@ class ImageDataModule(L.LightningDataModule, DatasetSource):
         if "test" not in self._sets:
             raise ValueError(f"{self.name}: no test split configured (test_split=None)")
         return DataLoader(self._sets["test"], batch_size=512)
+
+    def predict_dataloader(self) -> DataLoader:
+        """``n`` samples of ``split`` (all when None), in the order :meth:`load` returns them, as (x, y) batches."""
+        if "predict" not in self._sets:
+            raise RuntimeError(f"{self.name}: predict_dataloader() before setup('predict')")
+        return DataLoader(self._sets["predict"], batch_size=512)
 

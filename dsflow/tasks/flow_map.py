@@ -2,6 +2,13 @@
 
 Loss: mean squared error per pixel between h(x0) and xT. Logged as ``{stage}/mse``; ``val/mse`` is the held-out
 reconstruction error of xT by which restarts are compared (:mod:`dsflow.tasks.restarts`).
+
+``predict`` pushes new samples: each (x, y) batch of an image datamodule becomes :class:`Pushed` (h(x), y), which
+:class:`~dsflow.callbacks.PushWriter` writes as a dataset (``train.py predict``, ``configs/train/push.yaml``). The
+labels pass through: h is fitted on a flow's particles, not on their labels, so a pushed sample keeps its own label,
+which is the label a flow with fd-fl dynamics (labels kept) gives its particles. Checkpoints record the image shape h
+was fitted on (``flow_map_input_shape``), and a checkpoint loaded into a network built for other images is refused
+with both shapes named.
 """
 
 from __future__ import annotations
@@ -21,7 +28,22 @@ from dsflow.data.flow_pairs import FlowPairs
 from dsflow.models.autoencoder import FlowMapAutoencoder
 from dsflow.tasks.restarts import fit_restarts
 
-__all__ = ["FlowMap", "FlowMapFit", "fit_flow_map"]
+__all__ = ["FlowMap", "FlowMapFit", "Pushed", "fit_flow_map"]
+
+_SHAPE_KEY = "flow_map_input_shape"  # the (c, h, w) the checkpoint's network was fitted on
+
+
+@dataclass
+class Pushed:
+    """A pushed batch: ``images`` h(x) (B, c, h, w) float, unclipped; ``labels`` (B,) int64, the inputs' own."""
+
+    images: Tensor
+    labels: Tensor
+
+
+def _describe(shape: tuple[int, ...]) -> str:
+    c, h, w = shape
+    return f"{h}x{w} with {c} channel{'s' if c != 1 else ''}"
 
 
 class FlowMap(L.LightningModule):
@@ -55,6 +77,55 @@ class FlowMap(L.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._shared_step(batch, "test")
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Pushed:
+        """Push new samples: (x (B, c, h, w), y (B,)) -> :class:`Pushed` (h(x), y)."""
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(f"FlowMap.predict_step: expected (images, labels) batches, got {type(batch).__name__}")
+        x, y = batch
+        self._check_shape(tuple(x.shape[1:]))
+        return Pushed(self(x), y.long())
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """(c, h, w) the network takes (None for a network that does not say)."""
+        shape = getattr(self.net, "input_shape", None)
+        return tuple(int(v) for v in shape) if shape is not None else None
+
+    def _data_name(self) -> str:
+        trainer = self._trainer  # None outside a Trainer
+        data = getattr(trainer, "datamodule", None) if trainer is not None else None
+        return str(getattr(data, "name", None) or "the data")
+
+    def _check_shape(self, shape: tuple[int, ...], trained: tuple[int, ...] | None = None) -> None:
+        """Raise, naming the data and both shapes, when images of ``shape`` (c, h, w) do not fit this flow map."""
+        expected = trained if trained is not None else self.input_shape
+        if expected is None or tuple(shape) == tuple(expected):
+            return
+        c, h, w = expected
+        got = _describe(shape) if len(shape) == 3 else f"of shape {tuple(shape)}"
+        raise ValueError(
+            f"{self._data_name()}: images are {got}; this flow map was trained on {c}x{h}x{w} images "
+            f"(set data size: {h}, channels: {c} to convert: --data.size {h} --data.channels {c})")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.input_shape is not None:
+            checkpoint[_SHAPE_KEY] = list(self.input_shape)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint fitted on other images than those the network was built for (built from the data by
+        ``train.py``), naming both shapes, before torch's size-mismatch error on the weights."""
+        trained = checkpoint.get(_SHAPE_KEY)
+        if trained is not None and self.input_shape is not None:
+            self._check_shape(self.input_shape, tuple(trained))
+            return
+        own = self.state_dict()  # a checkpoint from before the shape was recorded: compare the weights' shapes
+        for key, value in checkpoint.get("state_dict", {}).items():
+            if key in own and tuple(own[key].shape) != tuple(value.shape):
+                raise ValueError(
+                    f"{self._data_name()}: this flow map's checkpoint does not fit a network for images "
+                    f"{self.input_shape}: weight {key} is {tuple(value.shape)} there, {tuple(own[key].shape)} here; "
+                    f"set the data's size and channels to those the flow map was trained on")
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         if self.optimizer_factory is None:
