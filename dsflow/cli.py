@@ -33,6 +33,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import Logger, WandbLogger
 
+from dsflow.callbacks.dataset_export import DatasetExport
 from dsflow.callbacks.interrupt import GracefulInterrupt
 from dsflow.callbacks.progress import LineProgress
 from dsflow.callbacks.recorder import FlowRecorder
@@ -152,6 +153,8 @@ class FlowCLI(RunCLI):
     def add_arguments_to_parser(self, parser: Any) -> None:
         super().add_arguments_to_parser(parser)
         parser.add_lightning_class_args(FlowRecorder, "recorder")
+        # the flowed dataset (docs/export.md): none unless a config names one (configs/flow/images.yaml does)
+        parser.add_lightning_class_args(DatasetExport, "export", subclass_mode=True, required=False)
         for name in ("source", "reference"):  # LabeledData, loaded by the datamodule
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.set_defaults(
@@ -171,6 +174,10 @@ class FlowCLI(RunCLI):
         if isinstance(model, FlowModule) and isinstance(data, FlowDataModule):
             check_flow_data(data.source, data.reference, model.objective.label_distance,
                             model.dynamics.source_stats_from_samples)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[L.Callback]) -> Trainer:
+        # an optional callback left out (``export``, no class_path) is None, not a callback
+        return super()._instantiate_trainer(config, [cb for cb in callbacks if cb is not None])
 
 
 def progress_callbacks(callbacks: Callback | list[Callback] | None, enabled: bool | None, every_n_steps: int,

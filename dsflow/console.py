@@ -57,8 +57,9 @@ def quiet_third_party() -> None:
 def run_summary(run_dir: str | Path, trainer: Any) -> str:
     """The lines a finished run ends with: what it did, how long it took, what it scored, and where it wrote.
 
-    Flows (a ``summary.json`` in ``run_dir``): steps, seconds, objective before and after, and the oracle accuracy
-    before and after when an :class:`~dsflow.callbacks.OracleScorer` scored it. Training runs: epochs, steps and the
+    Flows (a ``summary.json`` in ``run_dir``): steps, seconds, objective before and after, the oracle accuracy
+    before and after when an :class:`~dsflow.callbacks.OracleScorer` scored it, and the exported dataset with its
+    clipped fraction when a :class:`~dsflow.callbacks.DatasetExport` wrote one (``export.json``). Training runs: epochs, steps and the
     best monitored value of the checkpoint callback.
     """
     run_dir = Path(run_dir)
@@ -76,6 +77,7 @@ def run_summary(run_dir: str | Path, trainer: Any) -> str:
             if history and isinstance(history, list) and "accuracy" in history[0]:
                 lines.append(f"oracle accuracy: {history[0]['accuracy']:.1f} % (step {history[0]['step']}) -> "
                              f"{history[-1]['accuracy']:.1f} % (step {history[-1]['step']})")
+        lines += _export_line(run_dir)
     else:
         best = getattr(trainer.checkpoint_callback, "best_model_score", None)
         monitor = getattr(trainer.checkpoint_callback, "monitor", None)
@@ -83,3 +85,19 @@ def run_summary(run_dir: str | Path, trainer: Any) -> str:
         lines.append(f"trained {trainer.current_epoch} epochs ({trainer.global_step} steps){score}")
     lines.append(f"run dir: {run_dir}")
     return "\n".join(lines)
+
+
+def _export_line(run_dir: Path) -> list[str]:
+    """The final export's line (``export.json``'s record of ``flowed.npz``), if the flow wrote one."""
+    path = run_dir / "export.json"
+    if not path.is_file():
+        return []
+    final = [r for r in json.loads(path.read_text()).get("exports", []) if r.get("file") == "flowed.npz"]
+    if not final:
+        return []
+    from dsflow.export import Export  # torch and numpy: only for runs that exported
+
+    r = final[-1]
+    folder = run_dir / r["folder"] if r.get("folder") else None
+    return [Export(run_dir / r["file"], r["count"], r["clipped"], r["labels"], folder, r.get("clipped_visibly", 0.0),
+                   r.get("max_outside", 0.0)).describe()]

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from dsflow.io import atomic_write, save_npz
 
-__all__ = ["Export", "to_uint8", "export_images", "write_image_folder", "class_folder_names"]
+__all__ = ["Export", "to_uint8", "export_images", "outside_unit_range", "write_image_folder", "class_folder_names"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,10 @@ class Export:
         clipped: fraction of pixel values that lay outside [0, 1] before clipping.
         label_key: the array the ``labels`` of the file were taken from (e.g. ``"pseudo_labels"``).
         folder: the image folder (``<folder>/train/<class>/<index>.png``), when one was written.
+        clipped_visibly: fraction of pixel values more than half a gray level (0.5 / 255) outside [0, 1]: those
+            the clipping changes beyond the rounding to 256 levels (a flow leaves many background pixels a hair
+            below 0, which count in ``clipped`` and not here).
+        max_outside: the largest distance of a pixel value from [0, 1].
     """
 
     path: Path
@@ -50,12 +54,15 @@ class Export:
     clipped: float
     label_key: str = "labels"
     folder: Path | None = None
+    clipped_visibly: float = 0.0
+    max_outside: float = 0.0
 
     def describe(self) -> str:
         """One line for the console: where, how many, which labels, what was clipped."""
         where = f" and {self.folder}" if self.folder is not None else ""
         return (f"exported {self.count} images to {self.path}{where} (labels: {self.label_key}; "
-                f"{100 * self.clipped:.2f} % of pixel values clipped to [0, 1])")
+                f"{100 * self.clipped:.2f} % of pixel values clipped to [0, 1], {100 * self.clipped_visibly:.2f} % by "
+                f"more than half a gray level, by at most {self.max_outside:.3g})")
 
 
 def to_uint8(x: Tensor) -> tuple[np.ndarray, float]:
@@ -128,7 +135,18 @@ def export_images(path: str | Path, x: Tensor, labels: Tensor, label_key: str = 
     folder = None
     if image_folder is not None:
         folder = write_image_folder(image_folder, images, checked["labels"], c, class_names)
-    return Export(out, n, clipped, label_key, folder)
+    visibly, worst = outside_unit_range(x)
+    return Export(out, n, clipped, label_key, folder, visibly, worst)
+
+
+def outside_unit_range(x: Tensor) -> tuple[float, float]:
+    """Of pixel values x (any shape): the fraction more than half a gray level (0.5 / 255) outside [0, 1], and the
+    largest distance from [0, 1] (0 when all are inside)."""
+    x = x.detach().to("cpu", torch.float32)
+    if not x.numel():
+        return 0.0, 0.0
+    distance = torch.clamp(-x, min=0) + torch.clamp(x - 1, min=0)  # 0 inside [0, 1]
+    return float((distance > 0.5 / 255).double().mean()), float(distance.max())
 
 
 def write_image_folder(folder: str | Path, images: np.ndarray, labels: np.ndarray, num_classes: int,

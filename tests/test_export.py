@@ -52,6 +52,16 @@ def test_values_outside_unit_range_are_clipped_and_counted(tmp_path):
     assert images[0, 0, 0] == 0 and images[1, 1, 1] == 255 and images[0, 1, 1] == 128
 
 
+def test_clipping_beyond_half_a_gray_level_is_told_apart(tmp_path):
+    """A hair below 0 (background a flow leaves at -1e-4) is clipped but rounds to 0 anyway; -0.3 and 1.7 change."""
+    x = torch.full((2, 1, 2, 2), 0.5)
+    x[0, 0, 0, 0], x[0, 0, 0, 1], x[1, 0, 1, 1] = -0.3, -1e-4, 1.7  # 3 of 8 outside, 2 of them visibly
+    out = export_images(tmp_path / "f.npz", x, torch.tensor([0, 1]))
+    assert out.clipped == pytest.approx(3 / 8) and out.clipped_visibly == pytest.approx(2 / 8)
+    assert out.max_outside == pytest.approx(0.7)
+    assert "37.50 % of pixel values clipped to [0, 1], 25.00 % by more than half a gray level, by at most 0.7" in out.describe()
+
+
 def test_extra_label_arrays_are_stored_beside_the_labels(tmp_path):
     x, y = _particles()
     out = export_images(tmp_path / "f.npz", x, y, label_key="pseudo_labels", extra={"oracle_labels": 2 - y})

@@ -126,8 +126,30 @@ def test_tiny_supervised_usps_flow_raises_the_oracle_accuracy(tmp_path: Path, ca
     assert f"| usps | {row.before:.1f} | {supervised:.1f} | - | - | 10 |" in printed  # no clusters: supervised
     (saved,) = json.loads((tmp_path / "runs/results.json").read_text())["rows"]
     assert list(saved) == ["target", "seed", "before", "supervised", "unsupervised", "seconds", "supervised_before",
-                           "supervised_history", "steps"]  # the rows as the runner has always written them
+                           "supervised_history", "supervised_export", "supervised_export_agreement",
+                           "steps"]  # the rows as the runner has always written them, and the export
     assert (saved["supervised"], saved["unsupervised"], saved["steps"]) == (supervised, None, 10)
+    # a supervised export keeps the flow's own (true) labels
+    assert saved["supervised_export"] == str(tmp_path / "runs/usps-supervised/flowed.npz")
+    assert saved["supervised_export_agreement"] == 100.0
+    assert f"export: {saved['supervised_export']}, labels agree with the true labels 100.0 %" in printed
+
+
+def test_unsupervised_export_labels_agree_as_often_as_the_clusters(tmp_path: Path) -> None:
+    """An unsupervised row's export carries the reference class each (balanced) cluster was coupled to: a
+    relabelling of the clusters, so its Hungarian-aligned agreement with the true labels is the clusters' own."""
+    require_data("MNIST/raw/train-images-idx3-ubyte", "usps.t.bz2")
+    oracle = tmp_path / "oracle"  # barely trained (1 epoch, 2,000 digits): the claim is about the labels
+    runs.run_train(table1.ORACLE, ["--data.init_args.n", "2000", "--trainer.max_epochs", "1"], oracle)
+    (row,) = table1.main(["--targets", "usps", "--modes", "unsupervised", "--n", "200", "--threads", "1",
+                          "--oracle", str(oracle / "checkpoints/last.ckpt"), "--out", str(tmp_path / "runs"), "--",
+                          "--data.init_args.source.init_args.features", "dsflow.data.PixelFeatures",
+                          "--trainer.max_steps", "3", "--trainer.callbacks.init_args.every_n_steps", "0"])
+    run = row.runs[Mode.UNSUPERVISED]
+    assert run.export == str(tmp_path / "runs/usps-unsupervised/flowed.npz") and run.clusters is not None
+    assert run.agreement == pytest.approx(run.clusters) and 10.0 < run.agreement < 100.0
+    saved = json.loads((tmp_path / "runs/results.json").read_text())["rows"][0]
+    assert saved["unsupervised_export_agreement"] == run.agreement
 
 
 def test_unknown_target_is_refused() -> None:

@@ -38,14 +38,19 @@ from dsflow.ot.labels.label_distance import GaussianLabelDistance, LabelDistance
 from dsflow.ot.labels.stats import class_counts
 from dsflow.tasks.oracle import Oracle, load_oracle
 
-__all__ = ["OracleScorer", "score", "coupling_head"]
+__all__ = ["OracleScorer", "score", "coupling_head", "label_plan"]
+
+
+def label_plan(x: Tensor, y: Tensor, c: int, x_ref: Tensor, y_ref: Tensor, c_ref: int, distance: LabelDistance) -> Tensor:
+    """(C', C) the class coupling (an OT plan on the host) between the classes of (x (n, d), y (n,)) and
+    (x_ref (m, d), y_ref (m,)) for the label distances; rows of classes absent from y are zero."""
+    cost = distance(x, y, c, x_ref, y_ref, c_ref)  # (C', C)
+    return label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())  # (C', C), host
 
 
 def coupling_head(x: Tensor, y: Tensor, c: int, x_ref: Tensor, y_ref: Tensor, c_ref: int, distance: LabelDistance) -> CouplingHead:
     """The coupling layer (C', C) between the classes of (x (n, d), y (n,)) and (x_ref (m, d), y_ref (m,))."""
-    cost = distance(x, y, c, x_ref, y_ref, c_ref)  # (C', C)
-    plan = label_coupling(cost, class_counts(y, c).double(), class_counts(y_ref, c_ref).double())  # (C', C), host
-    return CouplingHead(plan).to(x.device)
+    return CouplingHead(label_plan(x, y, c, x_ref, y_ref, c_ref, distance)).to(x.device)
 
 
 def score(oracle: Oracle, x: Tensor, true: Tensor, head: CouplingHead | None = None, alignment: Tensor | None = None) -> float:

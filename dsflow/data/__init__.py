@@ -16,7 +16,7 @@ from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
 from dsflow.data.synthetic import GaussianMixture
-from dsflow.data.tensors import TensorFiles, save_tensors
+from dsflow.data.tensors import TensorFiles, TensorSource, save_tensors
 from dsflow.data.workloads import ClassBlobs, CyclicMixture
 from dsflow.data.vision import CIFAR10, EMNIST, KMNIST, MNIST, PCAM, STL10, USPS, FashionMNIST
 
@@ -67,6 +67,7 @@ __all__ = [
     "SwissRoll",
     "TSNEFeatures",
     "TensorFiles",
+    "TensorSource",
     "UMAPFeatures",
     "USPS",
     "data_root",

@@ -28,15 +28,17 @@ class ArrayFile(ImageDataModule):
         test_path: the file of the ``test`` split (optional).
         num_classes: size of the label set (default: largest label + 1).
         name: what messages call it (default: ``path`` as given, so that errors name the file).
+        label_key: the array holding the labels (e.g. ``coupled_labels`` of a flowed export, docs/export.md).
         **kwargs: see :class:`~dsflow.data.images.ImageDataModule`; ``split`` defaults to ``train`` here.
     """
 
     def __init__(self, path: str, test_path: str | None = None, num_classes: int | None = None, split: str = "train",
-                 **kwargs) -> None:
+                 label_key: str = "labels", **kwargs) -> None:
         kwargs.setdefault("test_split", "test" if test_path is not None else None)
         super().__init__(split=split, **kwargs)
         self.paths = {"train": path, "test": test_path}
         self.declared_classes = num_classes
+        self.label_key = label_key
         if kwargs.get("name") is None:  # error messages name the file
             self.name = str(path)
 
@@ -50,10 +52,10 @@ class ArrayFile(ImageDataModule):
     def read(self, split: str) -> RawImages:
         path = self._file(split)
         if not path.is_file():
-            raise MissingDataError(self.name, path.parent, [path.name], hint="an .npz with arrays `images` and `labels`")
-        arrays = load_npz(path, keys=("images", "labels"))
-        images, labels = arrays["images"], arrays["labels"]
-        _check_arrays(path, images, labels, self.declared_classes)
+            raise MissingDataError(self.name, path.parent, [path.name], hint=f"an .npz with arrays `images` and `{self.label_key}`")
+        arrays = load_npz(path, keys=("images", self.label_key))
+        images, labels = arrays["images"], arrays[self.label_key]
+        _check_arrays(path, images, labels, self.declared_classes, self.label_key)
         x = torch.from_numpy(np.ascontiguousarray(images))
         x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (N, C, H, W)
         c = self.declared_classes if self.declared_classes is not None else int(labels.max()) + 1
@@ -100,8 +102,9 @@ class ImageFolder(ImageDataModule):
         return RawImages(torch.stack(images), torch.tensor(labels), len(ds.classes))
 
 
-def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int | None) -> None:
-    """The arrays of an ``.npz`` image file, each problem named with the file."""
+def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classes: int | None,
+                  key: str = "labels") -> None:
+    """The arrays of an ``.npz`` image file, each problem named with the file (``key``: the labels' array)."""
     if images.ndim >= 1 and images.shape[0] == 0:
         raise ValueError(f"{path}: holds no samples (`images` has shape {images.shape}); nothing to flow or train on")
     if images.dtype != np.uint8 or images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3)):
@@ -109,13 +112,13 @@ def _check_arrays(path: Path, images: np.ndarray, labels: np.ndarray, num_classe
         raise ValueError(f"{path}: `images` must be uint8 [N,H,W] or [N,H,W,3], got {images.dtype} {images.shape}{hint}")
     n = images.shape[0]
     if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"{path}: `labels` must hold one label per image: {n} images but `labels` of shape {labels.shape}")
+        raise ValueError(f"{path}: `{key}` must hold one label per image: {n} images but `{key}` of shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{path}: `labels` must be integers, got {labels.dtype}")
+        raise ValueError(f"{path}: `{key}` must be integers, got {labels.dtype}")
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or (num_classes is not None and high >= num_classes):
         allowed = "non-negative" if num_classes is None else f"in [0, {num_classes}) (num_classes {num_classes})"
-        raise ValueError(f"{path}: `labels` must be {allowed}, got labels from {low} to {high}")
+        raise ValueError(f"{path}: `{key}` must be {allowed}, got labels from {low} to {high}")
 
 
 def _read_images(where: Path, ds: _TVImageFolder, skip_unreadable: bool) -> tuple[list[torch.Tensor], list[int]]:

@@ -1,5 +1,6 @@
 """Float datasets in ``.npz`` files: what runners build from flows (flowed particles, their labels, the sets a
-classifier trains on), as a flow source and as a DataModule.
+classifier trains on), as a flow source and as a DataModule; and tensors in memory as a flow source
+(:class:`TensorSource`: a flow built in a notebook, docs/export.md).
 
 File format (written with :func:`dsflow.io.save_npz`, read without pickle): ``x`` (n, *feature_shape) float,
 ``y`` (n,) int64 and, optionally, ``num_classes`` (a scalar). Unlike :class:`~dsflow.data.ArrayFile` (uint8
@@ -18,7 +19,30 @@ from torch.utils.data import DataLoader, TensorDataset
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.io import load_npz, save_npz
 
-__all__ = ["TensorFiles", "save_tensors"]
+__all__ = ["TensorFiles", "TensorSource", "save_tensors"]
+
+
+class TensorSource(DatasetSource):
+    """Tensors in memory as a dataset source (images: (n, c, h, w) float pixels in [0, 1]).
+
+    Args:
+        x: (n, *feature_shape) float features.
+        y: (n,) integer labels in [0, num_classes); None for unlabeled data (all zeros: e.g. the source of
+            :class:`~dsflow.data.PseudoLabeled`, which replaces them by clusters and never scores with them).
+        num_classes: C (default: the largest label + 1; for unlabeled data: the number of clusters wanted).
+        name: what messages call it.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor | None = None, num_classes: int | None = None,
+                 name: str = "tensors") -> None:
+        if y is None and num_classes is None:
+            raise ValueError(f"{name}: unlabeled tensors need num_classes (the classes the flow should find)")
+        labels = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y.long()
+        c = num_classes if num_classes is not None else int(labels.max()) + 1 if labels.numel() else 1
+        self.data = LabeledData(x, labels, c, name)  # validated here: shapes, labels, finite values
+
+    def load(self) -> LabeledData:
+        return self.data
 
 
 def save_tensors(path: str | Path, data: LabeledData) -> Path:

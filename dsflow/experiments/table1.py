@@ -22,6 +22,9 @@ Every setting is YAML; this script sweeps targets, seeds and modes and prints th
 4. Prints a Markdown table (target, before, supervised, unsupervised accuracy %, the pseudo-labels' own
    accuracy through the same alignment, steps, seconds) and writes
    ``<out>/results.json``; each flow's run directory is ``<out>/<target>-<mode>[-s<seed>]``.
+5. Every flow exports its particles (``configs/flow/images.yaml``: ``<run>/flowed.npz``, docs/export.md); the
+   runner prints and records each export's path and how often its labels agree with the true labels after the
+   Hungarian alignment (scoring only; an unsupervised export's labels are the coupled reference classes).
 
 Before the oracle, the data of every flow is read and checked (:func:`validate_targets`): a bad target stops the
 run in seconds with the file and the problem named.
@@ -41,12 +44,16 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
 from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import table1_targets
+from dsflow.io import load_npz
 from dsflow.process import flush_denormals
 
 __all__ = ["Mode", "ModeRun", "Table1Row", "FLOW", "ORACLE", "parse", "target_overrides", "flow_args",
-           "validate_targets", "oracle_checkpoint", "run_dir", "run_row", "main", "table"]
+           "validate_targets", "oracle_checkpoint", "run_dir", "run_row", "export_agreement", "main", "table"]
 
 FLOW = ["configs/flow/images.yaml", "configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
 ORACLE = ["configs/train/lenet_mnist.yaml", "configs/train/table1_oracle.yaml"]
@@ -80,6 +87,8 @@ class ModeRun:
     steps: int
     seconds: float
     clusters: float | None = None  # the pseudo-labels' own accuracy (%), when the flow had pseudo-labels
+    export: str | None = None  # the flowed dataset (flowed.npz)
+    agreement: float | None = None  # % of its labels equal to the true ones, Hungarian-aligned (scoring only)
 
 
 @dataclass
@@ -114,6 +123,7 @@ class Table1Row:
         for mode, r in self.runs.items():
             out |= {f"{mode.value}_before": r.before, f"{mode.value}_history": r.history}
             out |= {"clusters": r.clusters} if r.clusters is not None else {}
+            out |= {f"{mode.value}_export": r.export, f"{mode.value}_export_agreement": r.agreement} if r.export else {}
             out["steps"] = r.steps
         return out
 
@@ -192,13 +202,28 @@ def run_mode(target: str, mode: Mode, seed: int, args: argparse.Namespace, oracl
     """One flow of the sweep, scored by the oracle (its run directory: :func:`run_dir`)."""
     run = run_dir(args.out, target, mode, seed, args.seeds)
     t0 = time.perf_counter()
-    runs.run_flow([*args.config, mode.config], flow_args(target, mode, seed, args, oracle), run)
+    cli = runs.run_flow([*args.config, mode.config], flow_args(target, mode, seed, args, oracle), run)
     seconds = time.perf_counter() - t0
+    export, agreement = export_agreement(run / "flowed.npz", cli.datamodule)
     history = json.loads((run / "oracle" / "history.json").read_text())
     clusters = run / "oracle" / "clusters.json"  # the pseudo-labels' own accuracy: what the unsupervised flow moves
     return ModeRun(history[-1]["accuracy"], history[0]["accuracy"], history,
                    json.loads((run / "summary.json").read_text())["steps"], seconds,
-                   json.loads(clusters.read_text())["accuracy"] if clusters.is_file() else None)
+                   json.loads(clusters.read_text())["accuracy"] if clusters.is_file() else None,
+                   export, agreement)
+
+
+def export_agreement(path: Path, datamodule: Any) -> tuple[str | None, float | None]:
+    """The export (None: the flow wrote none) and % of its ``labels`` equal to the true labels of the source, after
+    the Hungarian alignment of export labels to true labels (scoring only: the true labels never reach the flow)."""
+    if not path.is_file():
+        return None, None
+    labels = torch.from_numpy(load_npz(path, keys=("labels",))["labels"])
+    spec = datamodule.source_spec
+    true, c_true = spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (datamodule.source.y, datamodule.source.num_classes)
+    k = max(int(labels.max()) + 1, c_true)
+    aligned = hungarian_alignment(labels, true.cpu(), k, c_true)
+    return str(path), 100.0 * float((aligned[labels] == true.cpu()).double().mean())
 
 
 def run_row(target: str, seed: int, args: argparse.Namespace, oracle: str, progress: common.Progress) -> Table1Row:
@@ -208,6 +233,9 @@ def run_row(target: str, seed: int, args: argparse.Namespace, oracle: str, progr
         r = row.runs[mode] = run_mode(target, mode, seed, args, oracle)
         print(f"{target} seed {seed} {mode.value}: {r.before:.1f} % -> {r.accuracy:.1f} % in {r.seconds:.0f} s "
               f"(flow {progress.step(r.seconds)})", flush=True)
+        if r.export is not None:
+            print(f"  export: {r.export}, labels agree with the true labels {r.agreement:.1f} % (Hungarian-aligned)",
+                  flush=True)
     return row
 
 
