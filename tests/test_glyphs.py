@@ -15,7 +15,7 @@ from PIL import ImageFont
 
 from dsflow.data import ArrayFile, GlyphDistortion, GlyphSpec, MissingFontError, render_glyph_dataset
 from dsflow.data.glyph_scripts import SCRIPTS
-from dsflow.data.glyphs import find_fonts, mnist_placement
+from dsflow.data.glyphs import draw_warps, find_fonts, mnist_placement, warp_glyphs
 from dsflow.experiments import make_scripts
 from dsflow.experiments.datasets import DATASETS, development_datasets, require_files, script_datasets
 from dsflow.experiments.pseudo_labels import parse as parse_pseudo_labels
@@ -55,6 +55,56 @@ def test_classes_distinguishable_and_varied(fonts: Path) -> None:
     assert between > 3 * within
     assert (o[0] - o[1]).abs().mean() > 0.01  # not the same print twice
     assert float(o.sum((1, 2)).mean()) > 1.3 * float(i.sum((1, 2)).mean())  # an O has more ink than an I
+
+
+def _slant(x: np.ndarray) -> torch.Tensor:
+    """(n,) each image's slant: ink covariance of x and y over the variance of y (0 for an upright bar)."""
+    t = torch.from_numpy(x).double() / 255
+    idx = torch.arange(28, dtype=torch.float64)
+    m = t.sum((1, 2))
+    dy = idx.view(1, 28, 1) - ((t.sum(2) * idx).sum(1) / m).view(-1, 1, 1)
+    dx = idx.view(1, 1, 28) - ((t.sum(1) * idx).sum(1) / m).view(-1, 1, 1)
+    return (t * dx * dy).sum((1, 2)) / (t * dy * dy).sum((1, 2))
+
+
+def test_handwriting_profile_no_shear_wide_strokes(fonts: Path) -> None:
+    """The hard profile: no shear in its affine maps, an upright bar stays upright on average (and varies less in
+    slant than under the sheared print profile), stroke widths over a wider range, deterministic by seed."""
+    hw, pr = GlyphDistortion.handwriting(), GlyphDistortion()
+    assert hw.shear == 0 and pr.shear > 0
+    gen = torch.Generator().manual_seed(0)
+    for d, sheared in ((hw, False), (pr, True)):
+        a = draw_warps(500, d, gen).theta[:, :, :2]  # rows-scaled rotation: rows orthogonal unless sheared
+        off = (a @ a.transpose(1, 2))[:, 0, 1].abs()
+        assert (off.max() > 0.05) if sheared else (off.max() < 1e-5)
+    spec = GlyphSpec("IH", (FONT,), distortion=hw)
+    x, y = render_glyph_dataset(spec, 150, seed=0, fonts_dir=fonts, chunk=64)
+    bars, printed = x[y == 0], render_glyph_dataset(GlyphSpec("IH", (FONT,)), 150, seed=0, fonts_dir=fonts)
+    s_hw, s_pr = _slant(bars), _slant(printed[0][printed[1] == 0])
+    assert abs(float(s_hw.mean())) < 0.04 and float(s_hw.std()) < 0.85 * float(s_pr.std())
+    area = lambda imgs: np.percentile((imgs > 127).reshape(len(imgs), -1).mean(1), [10, 90])  # noqa: E731
+    (lo, hi), (plo, phi) = area(bars), area(printed[0][printed[1] == 0])
+    assert hi / lo > 1.2 * (phi / plo)  # stroke width (bar area) spread wider than the print profile's
+    x2, y2 = render_glyph_dataset(spec, 150, seed=0, fonts_dir=fonts, chunk=300)
+    assert np.array_equal(x, x2) and np.array_equal(y, y2)  # same seed, any chunking: the same arrays
+    assert not np.array_equal(x, render_glyph_dataset(spec, 150, seed=1, fonts_dir=fonts)[0])
+    assert np.array_equal(printed[0], render_glyph_dataset(GlyphSpec("IH", (FONT,)), 150, seed=0, fonts_dir=fonts,
+                                                           distortion=pr)[0])  # a spec's own profile is the default
+
+
+def test_gaps_cut_ink_and_specks_add_it() -> None:
+    """With the same draws, gaps only remove ink (somewhere), specks only add it (somewhere); the local warp moves it."""
+    x = torch.zeros(64, 1, 64, 64)
+    x[:, 0, 12:52, 28:36] = 1.0  # a bar
+    hw = GlyphDistortion.handwriting()
+    draws = draw_warps(64, hw, torch.Generator().manual_seed(0))
+    full = warp_glyphs(x, draws, hw)
+    plain = warp_glyphs(x, draws, GlyphDistortion(**{**hw.__dict__, "holes": 0, "blobs": 0}))
+    holes = warp_glyphs(x, draws, GlyphDistortion(**{**hw.__dict__, "blobs": 0}))
+    assert bool((holes <= plain + 1e-6).all()) and float((plain - holes).sum()) > 10
+    assert bool((full >= holes - 1e-6).all()) and float((full - holes).sum()) > 10
+    still = warp_glyphs(x, draws, GlyphDistortion(**{**hw.__dict__, "holes": 0, "blobs": 0, "local": 0.0}))
+    assert float((still - plain).abs().mean()) > 1e-3
 
 
 def test_mnist_placement_box_and_centre_of_mass() -> None:
@@ -109,9 +159,13 @@ def test_runner_writes_arrayfile_npz(fonts: Path, tmp_path: Path, monkeypatch: p
 
 def test_registry_and_study_options(tmp_path: Path) -> None:
     """Every script has 10 distinct characters and >= 2 fonts; the study lists them only when asked."""
+    kmnist = set("\u304a\u304d\u3059\u3064\u306a\u306f\u307e\u3084\u308c\u3092")  # o ki su tsu na ha ma ya re wo
     for name, spec in SCRIPTS.items():
         assert len(spec.chars) == 10 and len(spec.fonts) >= 2 and spec.package, name
         assert DATASETS[name].sample is not None and "SYNTHETIC" in DATASETS[name].about
+        assert spec.distortion == (GlyphDistortion.handwriting() if name.endswith("-hw") else GlyphDistortion()), name
+        assert not set(spec.chars) & kmnist, name
+    assert len([n for n in SCRIPTS if n.endswith("-hw")]) >= 4
     assert list(script_datasets()) == list(SCRIPTS)
     assert not set(SCRIPTS) & set(development_datasets())  # the default protocol needs no fonts
     assert list(development_datasets(scripts=True))[-len(SCRIPTS):] == list(SCRIPTS)

@@ -78,7 +78,8 @@ def _script(name: str) -> Dataset:
     """A synthetic-script dataset: ``scripts/<name>.npz`` under the data root (digit sets: labels are the values)."""
     return Dataset(name.endswith("-digits"),
                    sample=lambda n, s: ArrayFile(f"scripts/{name}.npz", name=name, **_common(n, s)),
-                   about=f"SYNTHETIC: {SCRIPTS[name].about}, printed Noto glyphs randomly distorted (not handwriting)")
+                   about=f"SYNTHETIC: {SCRIPTS[name].about}, " + ("font glyphs under the hard handwriting profile (not "
+                         "handwriting)" if name.endswith("-hw") else "printed Noto glyphs randomly distorted (not handwriting)"))
 
 
 DATASETS.update({name: _script(name) for name in SCRIPTS})

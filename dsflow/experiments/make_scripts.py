@@ -64,28 +64,54 @@ def _font_line(path: Path) -> str:
     return f"`{path.name}` ({version}; sha256 {digest}...)"
 
 
+def _profile(d: GlyphDistortion) -> str:
+    """One sentence of what a distortion profile does (px: pixels of the 20 x 20 digit box)."""
+    text = (f"rotation +-{d.rotation} deg, horizontal shear +-{d.shear}, scale +-{100 * d.scale:.0f} % per axis, an "
+            f"elastic wobble (spread {d.elastic} px, smoothed over {d.smooth} px), stroke width by a {d.pen} px blur "
+            f"and a threshold drawn in {list(d.stroke)}")
+    if d.local > 0:
+        text += f", one part pulled up to {d.local} px (a Gaussian bump of radius {d.local_radius} px)"
+    if d.holes > 0:
+        text += f", up to {d.holes} gaps of radius {d.hole_radius} px cut into the strokes (each with chance 1/2)"
+    if d.blobs > 0:
+        text += f", up to {d.blobs} specks of radius {d.blob_radius} px (each with chance 1/2)"
+    return text
+
+
 def manifest(args: argparse.Namespace, made: dict[str, tuple[GlyphSpec, int, float]]) -> str:
-    """MANIFEST.md: what the files are (synthetic), how they were made, the fonts."""
-    d = GlyphDistortion()
+    """MANIFEST.md: what the files are (synthetic), how they were made, the fonts. Lists the datasets made now and
+    those of :data:`SCRIPTS` whose files are already in ``args.out`` (seconds: "-")."""
+    out = Path(args.out)
+    for name, spec in SCRIPTS.items():
+        if name not in made and (out / f"{name}.npz").is_file():
+            with np.load(out / f"{name}.npz", allow_pickle=False) as z:
+                made[name] = (spec, len(z["labels"]), float("nan"))
+    made = {name: made[name] for name in [*SCRIPTS, *made] if name in made}  # registry order, then others
+    profiles = {spec.distortion for spec, _, _ in made.values()}
     lines = [
         "# Synthetic-script datasets (SYNTHETIC: printed glyphs, distorted; not handwriting)", "",
         "Development data for dsflow's label-free pseudo-label choices (docs/pseudo_labels.md). Every image is a",
         "character rendered from a font (FreeType via Pillow) and distorted at random; none was written by hand.",
         f"Made by `python benchmarks/make_scripts.py --out <this folder> --per-class {args.per_class} --seed {args.seed}`",
-        "(dsflow.data.glyphs.render_glyph_dataset; the character lists and fonts: dsflow/data/glyph_scripts.py).", "",
-        "Per image: a font drawn uniformly from the dataset's list; the glyph fit in a 40 x 40 box of a 64 x 64 canvas;",
-        f"rotation +-{d.rotation} deg, horizontal shear +-{d.shear}, scale +-{100 * d.scale:.0f} % per axis, an elastic",
-        f"wobble (spread {d.elastic} px, smoothed over {d.smooth} px), stroke width by a {d.pen} px blur and a threshold",
-        f"drawn in {list(d.stroke)} (px: pixels of the 20 x 20 digit box); then MNIST's normalisation: ink box fit",
-        "in 20 x 20 (aspect kept, area-averaged), centre of mass at the centre of 28 x 28, max intensity 255.", "",
+        "(dsflow.data.glyphs.render_glyph_dataset; the character lists, fonts and profiles: dsflow/data/glyph_scripts.py).",
+        "", "Per image: a font drawn uniformly from the dataset's list; the glyph fit in a 40 x 40 box of a 64 x 64 canvas;",
+        "then its dataset's distortion profile (px: pixels of the 20 x 20 digit box):", "",
+    ]
+    for d in sorted(profiles, key=lambda d: d.shear, reverse=True):
+        label = "print (default)" if d == GlyphDistortion() else \
+            "handwriting (`-hw` sets)" if d == GlyphDistortion.handwriting() else "custom"
+        lines.append(f"- {label}: {_profile(d)}.")
+    lines += [
+        "", "Then MNIST's normalisation: ink box fit in 20 x 20 (aspect kept, area-averaged), centre of mass at the",
+        "centre of 28 x 28, max intensity 255.", "",
         "Files (ArrayFile format): `images` uint8 (N, 28, 28) white on black, `labels` int64 (N,) (digit sets: the",
         "digit's value), `class_names` (the characters, label order). Classes balanced, order shuffled.", "",
         "| file | N | classes | what | seconds |", "|---|---|---|---|---|",
     ]
     for name, (spec, n, secs) in made.items():
         chars = " ".join(f"{ch} U+{ord(ch):04X}" for ch in spec.chars)
-        lines.append(f"| `{name}.npz` | {n} | {chars} | {spec.about} | {secs:.1f} |")
-    lines += ["", "## Fonts (SIL Open Font License; Debian packages fonts-noto-core, fonts-noto-extra, fonts-noto-cjk)", ""]
+        lines.append(f"| `{name}.npz` | {n} | {chars} | {spec.about} | {'-' if secs != secs else f'{secs:.1f}'} |")
+    lines += ["", "## Fonts (Noto: SIL Open Font License; the others: see each Debian package's copyright file)", ""]
     for name, (spec, _, _) in made.items():
         paths = find_fonts(spec.fonts, args.fonts, spec.package)
         lines.append(f"- {name}: " + ", ".join(_font_line(p) for p in paths))
