@@ -4,6 +4,7 @@ from dsflow.data.arrays import ArrayFile, ImageFolder
 from dsflow.data.flow_pairs import FlowPairs, load_pairs
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.images import ImageDataModule, RawImages, stratified_indices, to_float_images
+from dsflow.data.glyphs import GlyphDistortion, GlyphSpec, MissingFontError, render_glyph_dataset
 from dsflow.data.pair import FlowDataModule
 from dsflow.data.pseudo import (
     AgglomerativeClusterer, Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures,
@@ -38,6 +39,8 @@ __all__ = [
     "FlowPairs",
     "GaussianMixture",
     "GaussianMixtureClusterer",
+    "GlyphDistortion",
+    "GlyphSpec",
     "GradientHistogramFeatures",
     "ImageDataModule",
     "ImageFolder",
@@ -47,6 +50,7 @@ __all__ = [
     "LabeledData",
     "MNIST",
     "MissingDataError",
+    "MissingFontError",
     "OverClusterMerge",
     "PCAFeatures",
     "PCAM",
@@ -68,6 +72,7 @@ __all__ = [
     "data_root",
     "hungarian_alignment",
     "load_pairs",
+    "render_glyph_dataset",
     "save_tensors",
     "stratified_indices",
     "to_float_images",

@@ -5,7 +5,10 @@
 * The transfer runners (:mod:`~dsflow.experiments.transfer`, :mod:`~dsflow.experiments.transfer_schedule`) take
   a whole dataset spec, ``configs/data/<file>.yaml`` (``spec``): :func:`transfer_datasets`.
 * The pseudo-label study (:mod:`~dsflow.experiments.pseudo_labels`) draws ``n`` class-balanced samples with seed
-  s (``sample``): :func:`development_datasets`.
+  s (``sample``): :func:`development_datasets`; with ``scripts=True`` also the synthetic-script datasets
+  (:data:`~dsflow.data.glyph_scripts.SCRIPTS`: printed glyphs of other scripts, distorted), whose files
+  ``scripts/<name>.npz`` under the data root ``python benchmarks/make_scripts.py`` writes (it needs the Noto fonts,
+  which CI lacks: they are never in the default list, and :func:`require_files` says how to make them).
 
 ``digits``: the labels are MNIST's ten digits (a flow onto MNIST needs no coupling layer to score them, and flowed
 digits keep their labels).
@@ -16,11 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from dsflow.data import MNIST, ArrayFile, FashionMNIST
+from dsflow.data import MNIST, ArrayFile, FashionMNIST, data_root
 from dsflow.data.base import DatasetSource
 from dsflow.data.distorted import Distorted
+from dsflow.data.glyph_scripts import SCRIPTS
 
-__all__ = ["Dataset", "DATASETS", "table1_targets", "transfer_datasets", "development_datasets"]
+__all__ = ["Dataset", "DATASETS", "table1_targets", "transfer_datasets", "development_datasets", "script_datasets",
+           "require_files"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,16 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+def _script(name: str) -> Dataset:
+    """A synthetic-script dataset: ``scripts/<name>.npz`` under the data root (digit sets: labels are the values)."""
+    return Dataset(name.endswith("-digits"),
+                   sample=lambda n, s: ArrayFile(f"scripts/{name}.npz", name=name, **_common(n, s)),
+                   about=f"SYNTHETIC: {SCRIPTS[name].about}, printed Noto glyphs randomly distorted (not handwriting)")
+
+
+DATASETS.update({name: _script(name) for name in SCRIPTS})
+
+
 def table1_targets() -> dict[str, Dataset]:
     """The named targets of Table 1 (those with a ``target`` class), in the registry's order."""
     return {name: d for name, d in DATASETS.items() if d.target is not None}
@@ -83,6 +98,24 @@ def transfer_datasets() -> dict[str, Dataset]:
 _DEVELOPMENT = ("mnist", "mnist-train", "mnist-warp", "fmnist", "usps", "cifar-gray")
 
 
-def development_datasets() -> dict[str, Dataset]:
-    """The pseudo-label study's development datasets (those with a ``sample``), in its tables' order."""
-    return {name: DATASETS[name] for name in _DEVELOPMENT}
+def development_datasets(scripts: bool = False) -> dict[str, Dataset]:
+    """The pseudo-label study's development datasets (those with a ``sample``), in its tables' order; with
+    ``scripts``, the synthetic-script datasets after them."""
+    return {name: DATASETS[name] for name in (*_DEVELOPMENT, *(script_datasets() if scripts else ()))}
+
+
+def script_datasets() -> dict[str, Dataset]:
+    """The synthetic-script datasets (:data:`~dsflow.data.glyph_scripts.SCRIPTS`), in the registry's order."""
+    return {name: DATASETS[name] for name in SCRIPTS}
+
+
+def require_files(names: list[str], root: str | None = None) -> None:
+    """Raise FileNotFoundError naming the synthetic-script files among ``names`` that are missing under the data
+    root, and the command that writes them (other datasets are checked when they are read)."""
+    folder = data_root(root) / "scripts"
+    missing = [f"{name}.npz" for name in names if name in SCRIPTS and not (folder / f"{name}.npz").is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"synthetic-script datasets not found: {', '.join(str(folder / m) for m in missing)}\n"
+            f"make them (about 15 s each; needs the Noto fonts, see dsflow/data/glyph_scripts.py): "
+            f"python benchmarks/make_scripts.py --out {folder}")

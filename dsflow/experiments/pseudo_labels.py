@@ -36,7 +36,7 @@ from dsflow.data import (
     SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, hungarian_alignment,
 )
 from dsflow.data.base import LabeledData
-from dsflow.experiments.datasets import development_datasets
+from dsflow.experiments.datasets import development_datasets, require_files, script_datasets
 
 __all__ = ["FEATURES", "METHODS", "STABILITY_CANDIDATES", "MethodScore", "Choice", "Study", "parse", "accuracy",
            "run_methods", "run_stability", "leave_one_out", "main", "tables"]
@@ -122,16 +122,23 @@ class Study:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    datasets = development_datasets()
+    datasets = development_datasets(scripts=True)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="*", default=list(datasets), help="from: " + ", ".join(datasets))
+    p.add_argument("--datasets", nargs="*", default=list(development_datasets()), help="from: " + ", ".join(datasets))
+    p.add_argument("--scripts", action="store_true", help="add the synthetic-script datasets (their files: "
+                   "benchmarks/make_scripts.py; docs/pseudo_labels.md)")
     p.add_argument("--methods", nargs="*", default=list(METHODS), help="from: " + ", ".join([*METHODS, "select-stability"]))
     p.add_argument("--n", type=int, default=2000, help="samples per dataset (class-balanced)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="subset and clustering seeds")
     p.add_argument("--large-n", type=int, default=None, help="a second, larger n for --large-methods")
     p.add_argument("--large-methods", nargs="*", default=[], help="methods also run at --large-n (first seed only)")
     p.add_argument("--out", default="runs/pseudo_labels", help="folder of results.json and results.md")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.datasets += [d for d in script_datasets() if args.scripts and d not in args.datasets]
+    unknown = [d for d in args.datasets if d not in datasets]
+    if unknown:
+        p.error(f"--datasets: unknown {unknown}; known: {', '.join(datasets)}")
+    return args
 
 
 def accuracy(pseudo: Tensor, true: Tensor, k: int) -> float:
@@ -151,7 +158,7 @@ class _Fixed(Pseudolabeler):
 
 def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[str, MethodScore], LabeledData]:
     """Per method (and ``select-agreement`` among them, given three or more): its score; and the data sample."""
-    sample = development_datasets()[name].sample
+    sample = development_datasets(scripts=True)[name].sample
     if sample is None:
         raise RuntimeError(f"run_methods: development dataset '{name}' has no sample()")
     data = sample(n, seed).load()
@@ -213,6 +220,7 @@ def _run_dataset(study: Study, d: str, args: argparse.Namespace, base: list[str]
 
 def main(argv: list[str] | None = None) -> Study:
     args = parse(argv)
+    require_files(args.datasets)
     base = [m for m in args.methods if m in METHODS]
     study = Study({d: {} for d in args.datasets}, {d: {} for d in args.datasets},
                   {d: {sel: [] for sel in SELECTIONS} for d in args.datasets}, {}, {})

@@ -1,0 +1,240 @@
+"""Synthetic 10-class character datasets in scripts the pipeline has never seen: printed glyphs, distorted.
+
+Development data for label-free choices (docs/pseudo_labels.md, "Synthetic-script development datasets"):
+each class is one character (a digit or a letter of a non-Latin script), rendered from several fonts and weights
+and then distorted per image in the ways handwriting varies: stroke width, rotation, shear, anisotropic scale and
+a smooth elastic wobble. They are SYNTHETIC printed glyphs, not handwriting: the variation within a class is what
+the distortions and the fonts give, nothing more.
+
+Pipeline (:func:`render_glyph_dataset`), every random draw from one seeded generator:
+
+1. prototypes: each (font, character) rendered once with FreeType (Pillow), cropped to its ink, resized to fit a
+   40 x 40 box and centred on a 64 x 64 canvas (:func:`glyph_bank`);
+2. per image: a random font of its class, a random affine map (rotation, shear, scale per axis) and elastic field
+   (:func:`warp_glyphs`), then a stroke width: Gaussian blur and a soft threshold at a random level (a low level
+   thickens the strokes, a high one thins them);
+3. MNIST's normalisation (LeCun et al. 1998): the ink's bounding box scaled to fit a 20 x 20 box (aspect kept,
+   area-averaged from a 4x supersampled grid), the centre of mass put at the centre of the 28 x 28 image
+   (:func:`mnist_placement`). White on black, uint8.
+
+Fonts are looked up by file name (:func:`find_fonts`) in ``fonts_dir`` if given, else in ``$DSFLOW_FONTS``, the
+cache folder ``$XDG_CACHE_HOME/dsflow/fonts`` (``~/.cache/dsflow/fonts``) and the usual system font folders, all
+searched recursively; a missing file is an error naming it and the Debian package that provides it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dsflow.data.pseudo.image_features import gaussian_blur
+
+__all__ = ["GlyphSpec", "GlyphDistortion", "MissingFontError", "font_dirs", "find_fonts", "glyph_bank", "warp_glyphs",
+           "mnist_placement", "render_glyph_dataset", "FONTS_ENV"]
+
+#: environment variable naming a folder of font files (searched first)
+FONTS_ENV = "DSFLOW_FONTS"
+_CANVAS, _BOX = 64, 40  # prototype canvas and the box its glyph fits in (pixels)
+
+
+@dataclass(frozen=True)
+class GlyphSpec:
+    """A 10-class (or C-class) character dataset: class c is character ``chars[c]``.
+
+    Attributes:
+        chars: one character per class, in label order.
+        fonts: font file names (``.ttf``/``.otf``/``.ttc``, face 0), each drawn with equal probability per image.
+        package: how to get the fonts (named in the error when one is missing).
+        about: what the dataset is.
+    """
+
+    chars: str
+    fonts: tuple[str, ...]
+    package: str = ""
+    about: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.chars) < 2 or len(set(self.chars)) != len(self.chars) or not self.fonts:
+            raise ValueError(f"GlyphSpec: need >= 2 distinct characters and >= 1 font, got {self.chars!r}, {self.fonts}")
+
+
+@dataclass(frozen=True)
+class GlyphDistortion:
+    """Per-image random variation (uniform in the ranges; pixels are those of the 20 x 20 digit box).
+
+    Attributes:
+        rotation: largest rotation (degrees).
+        shear: largest horizontal shear.
+        scale: largest relative change of each axis' scale.
+        elastic: elastic displacement spread (pixels), field smoothed over ``smooth`` pixels.
+        smooth: smoothing scale of the elastic field (pixels).
+        stroke: range of the threshold level after a blur of ``pen`` pixels (low: thick strokes, high: thin).
+        pen: blur (pixels) of the stroke-width step.
+    """
+
+    rotation: float = 15.0
+    shear: float = 0.3
+    scale: float = 0.15
+    elastic: float = 1.0
+    smooth: float = 3.0
+    stroke: tuple[float, float] = (0.15, 0.5)
+    pen: float = 0.8
+
+    def __post_init__(self) -> None:
+        lo, hi = self.stroke
+        if min(self.rotation, self.shear, self.elastic, self.smooth, self.pen) < 0 or not 0 <= self.scale < 1 \
+                or not 0.05 < lo <= hi < 1:
+            raise ValueError(f"GlyphDistortion: need rotation, shear, elastic, smooth, pen >= 0, 0 <= scale < 1 and "
+                             f"0.05 < stroke[0] <= stroke[1] < 1, got {self}")
+
+
+class MissingFontError(FileNotFoundError):
+    """Font files not found; the message names them, where they were looked for and how to get them."""
+
+    def __init__(self, missing: list[str], dirs: list[Path], package: str = "") -> None:
+        lines = [f"font files not found: {', '.join(missing)}",
+                 "searched (recursively): " + (", ".join(str(d) for d in dirs) or "no existing folder")]
+        if package:
+            lines.append(f"get them: {package}")
+        lines.append(f"then pass the folder holding them (fonts_dir, --fonts DIR) or set ${FONTS_ENV}")
+        super().__init__("\n".join(lines))
+        self.missing = missing
+
+
+def font_dirs(fonts_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Where fonts are looked for: ``fonts_dir`` alone if given, else ``$DSFLOW_FONTS``, the dsflow font cache and
+    the system font folders (those that exist)."""
+    if fonts_dir is not None:
+        return [Path(fonts_dir).expanduser()]
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dsflow" / "fonts"
+    env = os.environ.get(FONTS_ENV)
+    dirs = [Path(env).expanduser()] if env else []
+    dirs += [cache, Path.home() / ".local/share/fonts", Path.home() / ".fonts", Path("/usr/local/share/fonts"),
+             Path("/usr/share/fonts")]
+    return [d for d in dirs if d.is_dir()]
+
+
+def find_fonts(names: tuple[str, ...] | list[str], fonts_dir: str | os.PathLike | None = None,
+               package: str = "") -> list[Path]:
+    """The paths of the font files ``names`` (first match in :func:`font_dirs` order); raises
+    :class:`MissingFontError` naming every missing one."""
+    dirs = font_dirs(fonts_dir)
+    found: dict[str, Path] = {}
+    for d in dirs:
+        for path in sorted(d.rglob("*")):
+            if path.name in names and path.name not in found and path.is_file():
+                found[path.name] = path
+    missing = [n for n in names if n not in found]
+    if missing:
+        raise MissingFontError(missing, dirs, package)
+    return [found[n] for n in names]
+
+
+def _ink(font_path: Path, char: str, size: int = 96) -> np.ndarray:
+    """(h, w) float ink of ``char`` in the font, cropped to its bounding box."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype(str(font_path), size, layout_engine=ImageFont.Layout.BASIC)
+
+    def draw(c: str) -> np.ndarray:
+        img = Image.new("L", (3 * size, 3 * size), 0)
+        ImageDraw.Draw(img).text((size, size), c, fill=255, font=font)
+        return np.asarray(img, dtype=np.float32) / 255.0
+
+    ink, notdef = draw(char), draw("\uffff")  # U+FFFF is a non-character: every font draws it as .notdef
+    if ink.max() <= 0 or (notdef.max() > 0 and np.array_equal(ink, notdef)):
+        raise ValueError(f"{font_path.name} has no glyph for {char!r} (U+{ord(char):04X})")
+    rows, cols = np.nonzero(ink > 0.05)
+    return ink[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+
+
+def glyph_bank(spec: GlyphSpec, fonts_dir: str | os.PathLike | None = None) -> Tensor:
+    """(F, C, 64, 64) float prototypes: font f, class c, the glyph fit in a centred 40 x 40 box, values in [0, 1]."""
+    from PIL import Image
+
+    paths = find_fonts(spec.fonts, fonts_dir, spec.package)
+    bank = np.zeros((len(paths), len(spec.chars), _CANVAS, _CANVAS), dtype=np.float32)
+    for f, path in enumerate(paths):
+        for c, char in enumerate(spec.chars):
+            ink = _ink(path, char)
+            h, w = ink.shape
+            k = _BOX / max(h, w)
+            hh, ww = max(1, round(h * k)), max(1, round(w * k))
+            small = np.asarray(Image.fromarray(ink).resize((ww, hh), Image.Resampling.LANCZOS)).clip(0, 1)
+            top, left = (_CANVAS - hh) // 2, (_CANVAS - ww) // 2
+            bank[f, c, top:top + hh, left:left + ww] = small
+    return torch.from_numpy(bank)
+
+
+def warp_glyphs(x: Tensor, d: GlyphDistortion, gen: torch.Generator) -> Tensor:
+    """(n, 1, 64, 64) glyphs, each with a random affine map, elastic wobble and stroke width (see :class:`GlyphDistortion`)."""
+    n, _, h, w = x.shape
+    k = _BOX / 20  # canvas pixels per pixel of the 20 x 20 digit box
+    px = k * 2 / h  # one digit-box pixel in normalised grid units
+    u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
+    angle = u(n) * math.radians(d.rotation)
+    sx, sy, sh = 1 + d.scale * u(n), 1 + d.scale * u(n), d.shear * u(n)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
+    theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
+    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)  # (n, h, w, 2)
+    coarse = gaussian_blur(u(2 * n, 1, h // 4, w // 4), d.smooth * k / 4)  # smooth noise on a 4x coarser grid
+    field = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).reshape(n, 2, h, w)
+    field = field - field.mean((2, 3), keepdim=True)  # a wobble, not a shift
+    field = field / field.flatten(1).std(1).clamp_min(1e-8).view(n, 1, 1, 1)  # unit spread per image
+    grid = grid + d.elastic * px * field.permute(0, 2, 3, 1)  # (n, h, w, 2)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    level = d.stroke[0] + (d.stroke[1] - d.stroke[0]) * torch.rand(n, generator=gen)
+    soft = gaussian_blur(out, d.pen * k)  # (n, 1, h, w)
+    return ((soft - level.view(n, 1, 1, 1)) / 0.1 + 0.5).clamp(0.0, 1.0)  # (n, 1, h, w): a ramp 0.1 wide, 0 off ink
+
+
+def mnist_placement(x: Tensor, size: int = 28, box: int = 20, supersample: int = 4) -> Tensor:
+    """(n, 1, size, size): each image's ink box scaled to fit ``box`` x ``box`` (aspect kept), its centre of mass
+    at the image centre (MNIST's normalisation), area-averaged from a ``supersample``-times finer grid; max 1."""
+    n, _, h, w = x.shape
+    ink = x[:, 0] * (x[:, 0] > 0.05)  # (n, h, w)
+    rows, cols = ink.amax(2) > 0, ink.amax(1) > 0  # (n, h), (n, w)
+    if not bool(rows.any(1).all()):
+        raise ValueError("mnist_placement: an image has no ink")
+    idx_h, idx_w = torch.arange(h, dtype=x.dtype), torch.arange(w, dtype=x.dtype)
+    extent = lambda m, idx: (torch.where(m, idx, -1.0).amax(1) - torch.where(m, idx, 1e9).amin(1) + 1)  # noqa: E731
+    scale = torch.maximum(extent(rows, idx_h), extent(cols, idx_w)) / box  # source pixels per output pixel, (n,)
+    mass = ink.sum((1, 2))
+    cy, cx = (ink.sum(2) * idx_h).sum(1) / mass, (ink.sum(1) * idx_w).sum(1) / mass  # centre of mass, (n,)
+    fine = size * supersample
+    centre = (size - 1) / 2  # pixel-centre coordinates: the middle of the image
+    out_px = (torch.arange(fine, dtype=x.dtype) + 0.5) / supersample - 0.5  # output pixel coordinate of each sample
+    src_x = cx[:, None] + scale[:, None] * (out_px - centre)  # (n, fine) source pixel coordinates
+    src_y = cy[:, None] + scale[:, None] * (out_px - centre)
+    gx, gy = (2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1  # normalised, align_corners=False
+    grid = torch.stack([gx[:, None, :].expand(n, fine, fine), gy[:, :, None].expand(n, fine, fine)], -1)
+    out = F.avg_pool2d(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), supersample)
+    return out / out.flatten(1).amax(1).clamp_min(1e-8).view(n, 1, 1, 1)  # (n, 1, size, size)
+
+
+def render_glyph_dataset(spec: GlyphSpec, n_per_class: int, seed: int = 0, fonts_dir: str | os.PathLike | None = None,
+                         distortion: GlyphDistortion = GlyphDistortion(), chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """``n_per_class`` distorted glyphs per class of ``spec``, shuffled: images uint8 (N, 28, 28) white on black,
+    labels int64 (N,), N = C * n_per_class. The same seed, spec, fonts and distortion give the same arrays."""
+    if n_per_class < 1 or chunk < 1:
+        raise ValueError(f"render_glyph_dataset: need n_per_class >= 1 and chunk >= 1, got {n_per_class}, {chunk}")
+    bank = glyph_bank(spec, fonts_dir)  # (F, C, 64, 64)
+    n_fonts, c = bank.shape[:2]
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(c).repeat_interleave(n_per_class)[torch.randperm(c * n_per_class, generator=gen)]  # (N,)
+    fonts = torch.randint(n_fonts, (labels.numel(),), generator=gen)  # (N,)
+    parts = []
+    for start in range(0, labels.numel(), chunk):
+        x = bank[fonts[start:start + chunk], labels[start:start + chunk]].unsqueeze(1)  # (b, 1, 64, 64)
+        parts.append(mnist_placement(warp_glyphs(x, distortion, gen)))
+    images = (torch.cat(parts)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8)  # (N, 28, 28)
+    return images.numpy(), labels.numpy().astype(np.int64)
