@@ -34,6 +34,17 @@ class Pseudolabeler(ABC):
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         """(n,) pseudo-labels of the features x (n, ...)."""
 
+    def fit_subset(self, x: Tensor, subset: Tensor, k: int, seed: int = 0) -> Tensor:
+        """(m,) pseudo-labels of the points ``x[subset]`` (subset: (m,) indices into x (N, ...)), clustered with
+        all N points: here the whole clustering restricted to the subset."""
+        return self(x, k, seed)[subset]
+
+    def default_checkpoint(self, path: str) -> None:
+        """Offer a classifier checkpoint to the feature maps that read one and were given none
+        (:meth:`ClusterFeatures.default_checkpoint`)."""
+        for c in getattr(self, "candidates", []):
+            c.default_checkpoint(path)
+
 
 class ClusterPipeline(Pseudolabeler):
     """``clusterer(features(x), k)``.
@@ -53,6 +64,16 @@ class ClusterPipeline(Pseudolabeler):
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         z = self.features(x, k)
         return self.clusterer(z.reshape(z.shape[0], -1).double(), k, seed)
+
+    def fit_subset(self, x: Tensor, subset: Tensor, k: int, seed: int = 0) -> Tensor:
+        """Features and clusters of all N points; the subset's labels by :meth:`Clusterer.restrict` (a balanced
+        clusterer re-balances them on the subset)."""
+        z = self.features(x, k)
+        z = z.reshape(z.shape[0], -1).double()
+        return self.clusterer.restrict(z, self.clusterer(z, k, seed), subset, k)
+
+    def default_checkpoint(self, path: str) -> None:
+        self.features.default_checkpoint(path)
 
 
 @dataclass(frozen=True)
