@@ -11,7 +11,7 @@ Pipeline (:func:`render_glyph_dataset`), every random draw from one seeded gener
 1. prototypes: each (font, character) rendered once with FreeType (Pillow), cropped to its ink, resized to fit a
    40 x 40 box and centred on a 64 x 64 canvas (:func:`glyph_bank`);
 2. per image: a random font of its class, a random affine map (rotation, shear, scale per axis) and elastic field
-   (:func:`warp_glyphs`), then a stroke width: Gaussian blur and a soft threshold at a random level (a low level
+   (:func:`draw_warps`, :func:`warp_glyphs`), then a stroke width: Gaussian blur and a soft threshold at a random level (a low level
    thickens the strokes, a high one thins them);
 3. MNIST's normalisation (LeCun et al. 1998): the ink's bounding box scaled to fit a 20 x 20 box (aspect kept,
    area-averaged from a 4x supersampled grid), the centre of mass put at the centre of the 28 x 28 image
@@ -28,6 +28,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,8 +37,8 @@ from torch import Tensor
 
 from dsflow.data.pseudo.image_features import gaussian_blur
 
-__all__ = ["GlyphSpec", "GlyphDistortion", "MissingFontError", "font_dirs", "find_fonts", "glyph_bank", "warp_glyphs",
-           "mnist_placement", "render_glyph_dataset", "FONTS_ENV"]
+__all__ = ["GlyphSpec", "GlyphDistortion", "MissingFontError", "WarpDraws", "font_dirs", "find_fonts", "glyph_bank",
+           "draw_warps", "warp_glyphs", "mnist_placement", "render_glyph_dataset", "FONTS_ENV"]
 
 #: environment variable naming a folder of font files (searched first)
 FONTS_ENV = "DSFLOW_FONTS"
@@ -173,11 +174,26 @@ def glyph_bank(spec: GlyphSpec, fonts_dir: str | os.PathLike | None = None) -> T
     return torch.from_numpy(bank)
 
 
-def warp_glyphs(x: Tensor, d: GlyphDistortion, gen: torch.Generator) -> Tensor:
-    """(n, 1, 64, 64) glyphs, each with a random affine map, elastic wobble and stroke width (see :class:`GlyphDistortion`)."""
-    n, _, h, w = x.shape
-    k = _BOX / 20  # canvas pixels per pixel of the 20 x 20 digit box
-    px = k * 2 / h  # one digit-box pixel in normalised grid units
+class WarpDraws(NamedTuple):
+    """The random draws of :func:`warp_glyphs`, per image.
+
+    Attributes:
+        theta: (n, 2, 3) affine maps (rotation @ shear, rows scaled), normalised grid units.
+        noise: (n, 2, 16, 16) uniform noise, smoothed into the elastic field.
+        level: (n,) stroke threshold levels.
+    """
+
+    theta: Tensor
+    noise: Tensor
+    level: Tensor
+
+    def part(self, start: int, stop: int) -> WarpDraws:
+        """The draws of images ``start:stop``."""
+        return WarpDraws(self.theta[start:stop], self.noise[start:stop], self.level[start:stop])
+
+
+def draw_warps(n: int, d: GlyphDistortion, gen: torch.Generator) -> WarpDraws:
+    """Random warps of ``n`` images (all drawn at once: a chunked rendering gives the same images)."""
     u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
     angle = u(n) * math.radians(d.rotation)
     sx, sy, sh = 1 + d.scale * u(n), 1 + d.scale * u(n), d.shear * u(n)
@@ -185,16 +201,24 @@ def warp_glyphs(x: Tensor, d: GlyphDistortion, gen: torch.Generator) -> Tensor:
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
     theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
-    grid = F.affine_grid(theta, [n, 1, h, w], align_corners=False)  # (n, h, w, 2)
-    coarse = gaussian_blur(u(2 * n, 1, h // 4, w // 4), d.smooth * k / 4)  # smooth noise on a 4x coarser grid
+    level = d.stroke[0] + (d.stroke[1] - d.stroke[0]) * torch.rand(n, generator=gen)
+    return WarpDraws(theta, u(n, 2, _CANVAS // 4, _CANVAS // 4), level)
+
+
+def warp_glyphs(x: Tensor, draws: WarpDraws, d: GlyphDistortion) -> Tensor:
+    """(n, 1, 64, 64) glyphs, each with its affine map, elastic wobble and stroke width (:class:`GlyphDistortion`)."""
+    n, _, h, w = x.shape
+    k = _BOX / 20  # canvas pixels per pixel of the 20 x 20 digit box
+    px = k * 2 / h  # one digit-box pixel in normalised grid units
+    grid = F.affine_grid(draws.theta, [n, 1, h, w], align_corners=False)  # (n, h, w, 2)
+    coarse = gaussian_blur(draws.noise.reshape(2 * n, 1, h // 4, w // 4), d.smooth * k / 4)  # smooth, 4x coarser
     field = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False).reshape(n, 2, h, w)
     field = field - field.mean((2, 3), keepdim=True)  # a wobble, not a shift
     field = field / field.flatten(1).std(1).clamp_min(1e-8).view(n, 1, 1, 1)  # unit spread per image
     grid = grid + d.elastic * px * field.permute(0, 2, 3, 1)  # (n, h, w, 2)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    level = d.stroke[0] + (d.stroke[1] - d.stroke[0]) * torch.rand(n, generator=gen)
     soft = gaussian_blur(out, d.pen * k)  # (n, 1, h, w)
-    return ((soft - level.view(n, 1, 1, 1)) / 0.1 + 0.5).clamp(0.0, 1.0)  # (n, 1, h, w): a ramp 0.1 wide, 0 off ink
+    return ((soft - draws.level.view(n, 1, 1, 1)) / 0.1 + 0.5).clamp(0.0, 1.0)  # (n, 1, h, w): 0 off the ink
 
 
 def mnist_placement(x: Tensor, size: int = 28, box: int = 20, supersample: int = 4) -> Tensor:
@@ -224,7 +248,8 @@ def mnist_placement(x: Tensor, size: int = 28, box: int = 20, supersample: int =
 def render_glyph_dataset(spec: GlyphSpec, n_per_class: int, seed: int = 0, fonts_dir: str | os.PathLike | None = None,
                          distortion: GlyphDistortion = GlyphDistortion(), chunk: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """``n_per_class`` distorted glyphs per class of ``spec``, shuffled: images uint8 (N, 28, 28) white on black,
-    labels int64 (N,), N = C * n_per_class. The same seed, spec, fonts and distortion give the same arrays."""
+    labels int64 (N,), N = C * n_per_class. The same seed, spec, fonts and distortion give the same arrays
+    (whatever ``chunk``, the number of images warped at once)."""
     if n_per_class < 1 or chunk < 1:
         raise ValueError(f"render_glyph_dataset: need n_per_class >= 1 and chunk >= 1, got {n_per_class}, {chunk}")
     bank = glyph_bank(spec, fonts_dir)  # (F, C, 64, 64)
@@ -232,9 +257,9 @@ def render_glyph_dataset(spec: GlyphSpec, n_per_class: int, seed: int = 0, fonts
     gen = torch.Generator().manual_seed(seed)
     labels = torch.arange(c).repeat_interleave(n_per_class)[torch.randperm(c * n_per_class, generator=gen)]  # (N,)
     fonts = torch.randint(n_fonts, (labels.numel(),), generator=gen)  # (N,)
-    parts = []
+    draws, parts = draw_warps(labels.numel(), distortion, gen), []
     for start in range(0, labels.numel(), chunk):
         x = bank[fonts[start:start + chunk], labels[start:start + chunk]].unsqueeze(1)  # (b, 1, 64, 64)
-        parts.append(mnist_placement(warp_glyphs(x, distortion, gen)))
+        parts.append(mnist_placement(warp_glyphs(x, draws.part(start, start + chunk), distortion)))
     images = (torch.cat(parts)[:, 0] * 255).round().clamp(0, 255).to(torch.uint8)  # (N, 28, 28)
     return images.numpy(), labels.numpy().astype(np.int64)

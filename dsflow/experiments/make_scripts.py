@@ -45,10 +45,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def save_grid(path: Path, images: np.ndarray, labels: np.ndarray, per_row: int = 10) -> None:
-    """A PNG of ``per_row`` images of each class (a row per class), 28 x 28 each, no gaps."""
+    """A PNG of ``per_row`` images of each class (a row per class; fewer if a class has fewer), 28 x 28, no gaps."""
     from PIL import Image
 
     c = int(labels.max()) + 1
+    per_row = min(per_row, int(np.bincount(labels).min()))
     rows = [images[np.flatnonzero(labels == k)[:per_row]] for k in range(c)]  # each (per_row, 28, 28)
     grid = np.stack(rows).transpose(0, 2, 1, 3).reshape(c * 28, per_row * 28)  # (C*28, per_row*28)
     atomic_write(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG", optimize=True), suffix=".png")
