@@ -112,7 +112,7 @@ class SelfSupervisedFeatures(ClusterFeatures):
         seed: seeds the initial weights, the batches and the views.
     """
 
-    def __init__(self, steps: int = 300, batch_size: int = 256, width: int = 16, projection: int = 64,
+    def __init__(self, steps: int = 200, batch_size: int = 256, width: int = 16, projection: int = 64,
                  temperature: float = 0.2, lr: float = 3e-3, augment: Augment | None = None, seed: int = 0) -> None:
         if steps < 1 or batch_size < 2 or width < 1 or projection < 1 or temperature <= 0 or lr <= 0:
             raise ValueError(f"SelfSupervisedFeatures: need steps >= 1, batch_size >= 2, width >= 1, projection >= 1, "
