@@ -178,3 +178,15 @@ def test_fit_on_all_needs_an_image_file_and_a_known_mode() -> None:
         PseudoLabeled(GaussianMixture([[0.0], [5.0]]), fit_on="all").load()
     with pytest.raises(ValueError, match="fit_on must be"):
         PseudoLabeled(GaussianMixture([[0.0]]), fit_on="everything")  # type: ignore[arg-type]
+
+
+def test_fit_max_keeps_the_flowed_images_and_caps_the_fit(tmp_path: Path) -> None:
+    source = ArrayFile(_npz(tmp_path), n=6, seed=1, balanced=True)
+    capped = PseudoLabeled(source, features=PixelFeatures(), clusterer=BalancedKMeansClusterer(), fit_on="all", fit_max=15)
+    data = capped.load()
+    assert torch.equal(data.x, source.load().x) and _accuracy(data.y, source.load().y, 3) == 1.0
+    from dsflow.data.pseudo import whole_split
+    split = whole_split(source, 15, seed=0)
+    assert split.whole.x.shape[0] == 15 and torch.equal(split.data().x, source.load().x)
+    with pytest.raises(ValueError, match="below the 6 images"):
+        whole_split(source, 5)
