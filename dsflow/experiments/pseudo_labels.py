@@ -13,6 +13,10 @@ Then the two label-free choices of docs/pseudo_labels.md:
   is among the methods, :class:`~dsflow.data.SelectByStability` (among ``STABILITY_CANDIDATES``) pick from its
   images alone.
 
+Methods named ``oracle-*`` read the activations of a frozen classifier checkpoint (``--oracle``, the Table 1
+oracle's); a method name followed by ``@all`` fits its clusters on every image of the dataset's file and scores the
+n-sample (PseudoLabeled's ``fit_on: all``).
+
 Prints Markdown tables (accuracy %, mean over seeds; seconds per clustering, features included) and writes
 ``results.json`` and ``results.md`` under ``--out``.
 """
