@@ -14,8 +14,8 @@ import yaml
 
 from dsflow.cli import flow_main
 from dsflow.data import (
-    ArrayFile, Augment, BalancedKMeansClusterer, Chain, Concat, GaussianMixture, KMeansClusterer, OracleFeatures,
-    PixelFeatures, PseudoLabeled, SelfSupervisedFeatures, UMAPFeatures, hungarian_alignment,
+    ArrayFile, Augment, BalancedKMeansClusterer, Chain, ClusterPipeline, Concat, GaussianMixture, KMeansClusterer, OracleFeatures,
+    PixelFeatures, PseudoLabeled, SelectByAgreement, SelfSupervisedFeatures, UMAPFeatures, hungarian_alignment,
 )
 from dsflow.data.pseudo.learned import ConvEncoder, augment, nt_xent
 from dsflow.experiments import runs, table1
@@ -78,6 +78,10 @@ def test_a_default_checkpoint_reaches_nested_oracle_features_only_when_they_name
     features = Chain([Concat([PixelFeatures(), inner, own]), UMAPFeatures()])
     PseudoLabeled(GaussianMixture([[0.0]]), features=features, oracle=checkpoint)
     assert inner.checkpoint == checkpoint and own.checkpoint == "mine.ckpt"
+    candidate = OracleFeatures()  # and through a label-free selection's candidates
+    select = SelectByAgreement([ClusterPipeline(candidate), ClusterPipeline(), ClusterPipeline()])
+    PseudoLabeled(GaussianMixture([[0.0]]), method=select, oracle=checkpoint)
+    assert candidate.checkpoint == checkpoint
 
 
 def test_table1_passes_its_oracle_to_the_unsupervised_pseudo_labels() -> None:

@@ -41,9 +41,8 @@ class Pseudolabeler(ABC):
 
     def default_checkpoint(self, path: str) -> None:
         """Offer a classifier checkpoint to the feature maps that read one and were given none
-        (:meth:`ClusterFeatures.default_checkpoint`)."""
-        for c in getattr(self, "candidates", []):
-            c.default_checkpoint(path)
+        (:meth:`ClusterFeatures.default_checkpoint`); a pseudo-labeler without feature maps ignores it."""
+        return None
 
 
 class ClusterPipeline(Pseudolabeler):
@@ -123,6 +122,10 @@ class SelectByStability(Pseudolabeler):
         aris = [adjusted_rand_score(a[(a >= 0) & (b >= 0)], b[(a >= 0) & (b >= 0)]) for a, b in combinations(runs, 2)]
         return float(np.mean(aris))
 
+    def default_checkpoint(self, path: str) -> None:
+        for c in self.candidates:
+            c.default_checkpoint(path)
+
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         scores = [self.score(c, x, k, seed) for c in self.candidates]
         self.last = Selection(scores, int(np.argmax(scores)))
@@ -143,6 +146,10 @@ class SelectByAgreement(Pseudolabeler):
         if len(self.candidates) < 3:
             raise ValueError(f"SelectByAgreement: needs at least 3 candidates, got {len(self.candidates)}")
         self.last: Selection | None = None
+
+    def default_checkpoint(self, path: str) -> None:
+        for c in self.candidates:
+            c.default_checkpoint(path)
 
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         labels = [c(x, k, seed).numpy() for c in self.candidates]
