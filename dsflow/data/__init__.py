@@ -12,6 +12,7 @@ from dsflow.data.pseudo import (
     PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
     UMAPFeatures, hungarian_alignment,
 )
+from dsflow.data.pseudo import Augment, Concat, OracleFeatures, SelfSupervisedFeatures
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
@@ -24,7 +25,9 @@ __all__ = [
     "AgglomerativeClusterer",
     "ArrayFile",
     "CIFAR10",
+    "Augment",
     "Chain",
+    "Concat",
     "ClassBlobs",
     "ClusterFeatures",
     "ClusterPipeline",
@@ -52,6 +55,7 @@ __all__ = [
     "MissingDataError",
     "MissingFontError",
     "OverClusterMerge",
+    "OracleFeatures",
     "PCAFeatures",
     "PCAM",
     "PixelFeatures",
@@ -61,6 +65,7 @@ __all__ = [
     "STL10",
     "SelectByAgreement",
     "SelectByStability",
+    "SelfSupervisedFeatures",
     "SpectralClusterer",
     "SpectralFeatures",
     "Subset",

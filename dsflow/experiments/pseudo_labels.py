@@ -13,6 +13,10 @@ Then the two label-free choices of docs/pseudo_labels.md:
   is among the methods, :class:`~dsflow.data.SelectByStability` (among ``STABILITY_CANDIDATES``) pick from its
   images alone.
 
+Methods named ``oracle-*`` read the activations of a frozen classifier checkpoint (``--oracle``, the Table 1
+oracle's); a method name followed by ``@all`` fits its clusters on every image of the dataset's file and scores the
+n-sample (PseudoLabeled's ``fit_on: all``).
+
 Prints Markdown tables (accuracy %, mean over seeds; seconds per clustering, features included) and writes
 ``results.json`` and ``results.md`` under ``--out``.
 """
@@ -31,14 +35,16 @@ import numpy as np
 from torch import Tensor
 
 from dsflow.data import (
-    Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
+    Chain, Concat, OracleFeatures, SelfSupervisedFeatures, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
     GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures, Pseudolabeler,
     SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, hungarian_alignment,
 )
-from dsflow.data.base import LabeledData
+from dsflow.data.base import DatasetSource, LabeledData
+from dsflow.data.distorted import Distorted
+from dsflow.data.pseudo import WholeSplit, whole_split
 from dsflow.experiments.datasets import development_datasets, require_files, script_datasets
 
-__all__ = ["FEATURES", "METHODS", "STABILITY_CANDIDATES", "MethodScore", "Choice", "Study", "parse", "accuracy",
+__all__ = ["FEATURES", "METHODS", "ALL", "whole_sample", "STABILITY_CANDIDATES", "MethodScore", "Choice", "Study", "parse", "accuracy",
            "run_methods", "run_stability", "leave_one_out", "main", "tables"]
 
 #: feature maps shared by several methods (computed once per dataset, n and seed)
@@ -53,6 +59,12 @@ FEATURES: dict[str, Callable[[int], ClusterFeatures]] = {
     "hog-umap-x2": lambda s: Chain([GradientHistogramFeatures(), UMAPFeatures(neighbor_scale=2.0, seed=s)]),
     "deskew-umap": lambda s: Chain([DeskewFeatures(), UMAPFeatures(seed=s)]),
     "deskew-hog-umap": lambda s: Chain([DeskewFeatures(blur=0.0), GradientHistogramFeatures(), UMAPFeatures(seed=s)]),
+    # issue 25: features learned label-free (the oracle's checkpoint: --oracle)
+    "oracle-umap": lambda s: Chain([OracleFeatures(), UMAPFeatures(seed=s)]),
+    "oracleconv-umap": lambda s: Chain([OracleFeatures(layer="features"), UMAPFeatures(seed=s)]),
+    "deskew-hog+oracle-umap": lambda s: Chain([Concat([Chain([DeskewFeatures(blur=0.0), GradientHistogramFeatures()]),
+                                                       OracleFeatures()]), UMAPFeatures(seed=s)]),
+    "ssl-umap": lambda s: Chain([SelfSupervisedFeatures(seed=s), UMAPFeatures(seed=s)]),
 }
 
 #: methods: name -> (feature key, clusterer)
@@ -71,7 +83,15 @@ METHODS: dict[str, tuple[str, Callable[[], Clusterer]]] = {
     "hog-umap-x2-km": ("hog-umap-x2", KMeansClusterer),
     "deskew-umap-km": ("deskew-umap", KMeansClusterer),
     "deskew-hog-umap-km": ("deskew-hog-umap", KMeansClusterer),
+    "oracle-umap-km": ("oracle-umap", KMeansClusterer),
+    "oracleconv-umap-km": ("oracleconv-umap", KMeansClusterer),
+    "deskew-hog+oracle-umap-km": ("deskew-hog+oracle-umap", KMeansClusterer),
+    "ssl-umap-km": ("ssl-umap", KMeansClusterer),
 }
+
+#: a method name ending in this fits its clusters on every image of the dataset's file, then scores the n-sample
+#: (PseudoLabeled's ``fit_on: all``)
+ALL = "@all"
 
 #: what SelectByStability chooses among (kept small: each candidate runs on three subsamples)
 STABILITY_CANDIDATES = ["hog-umap-x0.5-km", "hog-umap-km", "hog-umap-x2-km", "deskew-hog-umap-km", "umap-km"]
@@ -127,7 +147,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--datasets", nargs="*", default=list(development_datasets()), help="from: " + ", ".join(datasets))
     p.add_argument("--scripts", action="store_true", help="add the synthetic-script datasets (their files: "
                    "benchmarks/make_scripts.py; docs/pseudo_labels.md)")
-    p.add_argument("--methods", nargs="*", default=list(METHODS), help="from: " + ", ".join([*METHODS, "select-stability"]))
+    p.add_argument("--methods", nargs="*", default=list(METHODS), help="from: " + ", ".join([*METHODS, "select-stability"])
+                   + f"; a method followed by {ALL} fits on all the images of the dataset's file, then scores the n-sample")
+    p.add_argument("--oracle", default=None, help="classifier checkpoint of the oracle-* methods (the Table 1 oracle's)")
     p.add_argument("--n", type=int, default=2000, help="samples per dataset (class-balanced)")
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1], help="subset and clustering seeds")
     p.add_argument("--large-n", type=int, default=None, help="a second, larger n for --large-methods")
@@ -156,23 +178,54 @@ class _Fixed(Pseudolabeler):
         return self.labels
 
 
-def run_methods(name: str, n: int, seed: int, methods: list[str]) -> tuple[dict[str, MethodScore], LabeledData]:
-    """Per method (and ``select-agreement`` among them, given three or more): its score; and the data sample."""
+def whole_sample(source: DatasetSource) -> WholeSplit:
+    """Every image of a development dataset's file and which of them its n-sample is (:func:`whole_split`);
+    a :class:`Distorted` dataset warps the whole file (its n-sample is then another draw of the same warps)."""
+    if isinstance(source, Distorted):
+        w = whole_split(source.source)
+        x = source.warp(w.whole.x).to(w.whole.x.dtype)
+        return WholeSplit(LabeledData(x, w.whole.y, w.whole.num_classes, f"{w.whole.name} (warped)"), w.subset)
+    return whole_split(source)
+
+
+def _labels(m: str, seed: int, data: LabeledData, whole: WholeSplit | None, oracle: str | None,
+            cache: dict[tuple[str, bool], tuple[Tensor, float]]) -> tuple[Tensor, float]:
+    """(n,) clusters of method ``m`` on the sample (fitted on ``whole`` for an ``@all`` method) and seconds,
+    features included (cached per feature map and fit)."""
+    on_all = m.endswith(ALL)
+    fkey, make = METHODS[m.removesuffix(ALL)]
+    x = whole.whole.x if on_all and whole is not None else data.x
+    k = data.num_classes
+    if (fkey, on_all) not in cache:
+        t0 = time.perf_counter()
+        features = FEATURES[fkey](seed)
+        if oracle is not None:
+            features.default_checkpoint(oracle)
+        z = features(x, k)
+        cache[fkey, on_all] = (z.reshape(z.shape[0], -1).double(), time.perf_counter() - t0)
+    z, ft = cache[fkey, on_all]
+    t0 = time.perf_counter()
+    clusterer = make()
+    labels = clusterer(z, k, seed)
+    if on_all and whole is not None:
+        labels = clusterer.restrict(z, labels, whole.subset, k)
+    return labels, ft + time.perf_counter() - t0
+
+
+def run_methods(name: str, n: int, seed: int, methods: list[str],
+                oracle: str | None = None) -> tuple[dict[str, MethodScore], LabeledData]:
+    """Per method (and ``select-agreement`` among them, given three or more): its score; and the data sample.
+    ``oracle``: the checkpoint of the OracleFeatures methods."""
     sample = development_datasets(scripts=True)[name].sample
     if sample is None:
         raise RuntimeError(f"run_methods: development dataset '{name}' has no sample()")
-    data = sample(n, seed).load()
-    k, cache, labels, out = data.num_classes, {}, {}, {}
+    whole = whole_sample(sample(n, seed)) if any(m.endswith(ALL) for m in methods) else None
+    data = whole.data() if whole is not None else sample(n, seed).load()
+    k, labels, out = data.num_classes, {}, {}
+    cache: dict[tuple[str, bool], tuple[Tensor, float]] = {}
     for m in methods:
-        fkey, make = METHODS[m]
-        if fkey not in cache:
-            t0 = time.perf_counter()
-            z = FEATURES[fkey](seed)(data.x, k)
-            cache[fkey] = (z.reshape(z.shape[0], -1).double(), time.perf_counter() - t0)
-        z, ft = cache[fkey]
-        t0 = time.perf_counter()
-        labels[m] = make()(z, k, seed)
-        out[m] = MethodScore(None, ft + time.perf_counter() - t0, accuracy(labels[m], data.y, k))
+        labels[m], seconds = _labels(m, seed, data, whole, oracle, cache)
+        out[m] = MethodScore(None, seconds, accuracy(labels[m], data.y, k))
         print(f"{name} n={n} seed={seed} {m}: {out[m].accuracy:.1f} % in {out[m].seconds:.1f} s", flush=True)
     if len(methods) >= 3:
         select = SelectByAgreement([_Fixed(labels[m]) for m in methods])
@@ -208,7 +261,7 @@ def leave_one_out(acc: dict[str, dict[str, float]], methods: list[str]) -> dict[
 def _run_dataset(study: Study, d: str, args: argparse.Namespace, base: list[str]) -> None:
     """Every method (and the selections) on each seed's sample of dataset ``d``, into ``study``."""
     for s in args.seeds:
-        scores, data = run_methods(d, args.n, s, base)
+        scores, data = run_methods(d, args.n, s, base, args.oracle)
         for m, score in scores.items():
             study.add(d, m, score)
         if "select-stability" in args.methods:
@@ -221,14 +274,14 @@ def _run_dataset(study: Study, d: str, args: argparse.Namespace, base: list[str]
 def main(argv: list[str] | None = None) -> Study:
     args = parse(argv)
     require_files(args.datasets)
-    base = [m for m in args.methods if m in METHODS]
+    base = [m for m in args.methods if m.removesuffix(ALL) in METHODS]
     study = Study({d: {} for d in args.datasets}, {d: {} for d in args.datasets},
                   {d: {sel: [] for sel in SELECTIONS} for d in args.datasets}, {}, {})
     for d in args.datasets:
         _run_dataset(study, d, args, base)
     study.lodo = leave_one_out(study.mean(), base) if len(args.datasets) > 1 else {}
     if args.large_n and args.large_methods:
-        study.large = {d: run_methods(d, args.large_n, args.seeds[0], args.large_methods)[0] for d in args.datasets}
+        study.large = {d: run_methods(d, args.large_n, args.seeds[0], args.large_methods, args.oracle)[0] for d in args.datasets}
     md = tables(study, args)
     print(md)
     out = Path(args.out)

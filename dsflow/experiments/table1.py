@@ -163,6 +163,8 @@ def flow_args(target: str, mode: Mode, seed: int, args: argparse.Namespace, orac
     over += [f"{key}.init_args.seed", str(seed), "--data.init_args.reference.init_args.seed", str(seed + 1)]
     if mode is Mode.UNSUPERVISED:
         over += ["--data.init_args.source.init_args.seed", str(seed)]  # the clustering's seed (UMAP's stays 0)
+        # the runner's oracle, for feature maps that read a checkpoint and name none (OracleFeatures); others ignore it
+        over += ["--data.init_args.source.init_args.oracle", oracle]
     if args.n is not None:
         over += [f"{key}.init_args.n", str(args.n), "--data.init_args.reference.init_args.n", str(args.n)]
     coupling = mode is Mode.UNSUPERVISED or not same

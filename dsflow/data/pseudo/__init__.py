@@ -12,13 +12,15 @@ from dsflow.data.pseudo.embeddings import SpectralFeatures, UMAPFeatures, class_
 from dsflow.data.pseudo.ensembles import ConsensusClusterer, OverClusterMerge
 from dsflow.data.pseudo.features import Chain, ClusterFeatures, PCAFeatures, PixelFeatures, TSNEFeatures
 from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramFeatures
-from dsflow.data.pseudo.labeled import PseudoLabeled, hungarian_alignment
+from dsflow.data.pseudo.labeled import PseudoLabeled, WholeSplit, hungarian_alignment, whole_split
+from dsflow.data.pseudo.learned import Augment, SelfSupervisedFeatures
+from dsflow.data.pseudo.oracle_features import Concat, OracleFeatures
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
 
 __all__ = [
-    "AgglomerativeClusterer", "BalancedKMeansClusterer", "Chain", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
+    "AgglomerativeClusterer", "Augment", "BalancedKMeansClusterer", "Chain", "Concat", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
     "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
-    "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
-    "Selection", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
-    "balanced_assignment", "hungarian_alignment", "relabel_by_size",
+    "OracleFeatures", "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
+    "Selection", "SelfSupervisedFeatures", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
+    "WholeSplit", "balanced_assignment", "hungarian_alignment", "relabel_by_size", "whole_split",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import ot
+import torch
 from torch import Tensor
 
 from dsflow.clustering import kmeans
@@ -58,3 +59,14 @@ class BalancedKMeansClusterer(Clusterer):
                 break
             labels = new
         return relabel_by_size(labels, k)
+
+    def restrict(self, z: Tensor, labels: Tensor, subset: Tensor, k: int) -> Tensor:
+        """The subset (m,) assigned to the centres of the whole clustering (its clusters' means) with equal sizes
+        m / k, so that a subset flowed onto a class-balanced reference again has clusters of equal mass."""
+        pts = check_points(z, k, "BalancedKMeansClusterer")
+        lab = labels.numpy()
+        if np.bincount(lab, minlength=k).min() == 0:
+            raise ValueError(f"BalancedKMeansClusterer.restrict: the whole clustering left a cluster of {k} empty")
+        centres = np.stack([pts[lab == c].mean(0) for c in range(k)])  # (k, p)
+        sub = balanced_assignment(pts[subset.numpy()], centres)  # (m,) cluster ids kept: they are the whole fit's
+        return torch.from_numpy(sub.astype(np.int64))

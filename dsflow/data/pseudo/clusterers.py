@@ -57,6 +57,11 @@ class Clusterer(ABC):
     def __call__(self, z: Tensor, k: int, seed: int = 0) -> Tensor:
         """(n,) indices of k clusters of the points z (n, p)."""
 
+    def restrict(self, z: Tensor, labels: Tensor, subset: Tensor, k: int) -> Tensor:
+        """(m,) the clusters of the points ``z[subset]`` given the clustering ``labels`` (N,) of all points z (N, p)
+        (fit on more data than is flowed): here the labels as they are."""
+        return labels[subset]
+
 
 class KMeansClusterer(Clusterer):
     """k-means with ``n_init`` k-means++ restarts (the lowest within-cluster sum of squares wins)."""

@@ -32,6 +32,11 @@ class ClusterFeatures(ABC):
     def __call__(self, x: Tensor, num_clusters: int | None = None) -> Tensor:
         """(n, p) points of the features x (n, ...); ``num_clusters`` is the k that will be asked for."""
 
+    def default_checkpoint(self, path: str) -> None:
+        """Offer a reference-trained classifier checkpoint (the Table 1 oracle's) to the maps that read one and
+        were given none (:class:`~dsflow.data.pseudo.oracle_features.OracleFeatures`); others ignore it."""
+        return None
+
 
 def leading_components(flat: np.ndarray, components: int, seed: int) -> np.ndarray:
     """(n, min(components, d)) principal components of ``flat`` (n, d); unchanged when d <= components."""
@@ -113,3 +118,7 @@ class Chain(ClusterFeatures):
         for step in self.steps:
             x = step(x, num_clusters)
         return x
+
+    def default_checkpoint(self, path: str) -> None:
+        for step in self.steps:
+            step.default_checkpoint(path)

@@ -34,6 +34,16 @@ class Pseudolabeler(ABC):
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         """(n,) pseudo-labels of the features x (n, ...)."""
 
+    def fit_subset(self, x: Tensor, subset: Tensor, k: int, seed: int = 0) -> Tensor:
+        """(m,) pseudo-labels of the points ``x[subset]`` (subset: (m,) indices into x (N, ...)), clustered with
+        all N points: here the whole clustering restricted to the subset."""
+        return self(x, k, seed)[subset]
+
+    def default_checkpoint(self, path: str) -> None:
+        """Offer a classifier checkpoint to the feature maps that read one and were given none
+        (:meth:`ClusterFeatures.default_checkpoint`); a pseudo-labeler without feature maps ignores it."""
+        return None
+
 
 class ClusterPipeline(Pseudolabeler):
     """``clusterer(features(x), k)``.
@@ -53,6 +63,16 @@ class ClusterPipeline(Pseudolabeler):
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         z = self.features(x, k)
         return self.clusterer(z.reshape(z.shape[0], -1).double(), k, seed)
+
+    def fit_subset(self, x: Tensor, subset: Tensor, k: int, seed: int = 0) -> Tensor:
+        """Features and clusters of all N points; the subset's labels by :meth:`Clusterer.restrict` (a balanced
+        clusterer re-balances them on the subset)."""
+        z = self.features(x, k)
+        z = z.reshape(z.shape[0], -1).double()
+        return self.clusterer.restrict(z, self.clusterer(z, k, seed), subset, k)
+
+    def default_checkpoint(self, path: str) -> None:
+        self.features.default_checkpoint(path)
 
 
 @dataclass(frozen=True)
@@ -102,6 +122,10 @@ class SelectByStability(Pseudolabeler):
         aris = [adjusted_rand_score(a[(a >= 0) & (b >= 0)], b[(a >= 0) & (b >= 0)]) for a, b in combinations(runs, 2)]
         return float(np.mean(aris))
 
+    def default_checkpoint(self, path: str) -> None:
+        for c in self.candidates:
+            c.default_checkpoint(path)
+
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         scores = [self.score(c, x, k, seed) for c in self.candidates]
         self.last = Selection(scores, int(np.argmax(scores)))
@@ -122,6 +146,10 @@ class SelectByAgreement(Pseudolabeler):
         if len(self.candidates) < 3:
             raise ValueError(f"SelectByAgreement: needs at least 3 candidates, got {len(self.candidates)}")
         self.last: Selection | None = None
+
+    def default_checkpoint(self, path: str) -> None:
+        for c in self.candidates:
+            c.default_checkpoint(path)
 
     def __call__(self, x: Tensor, k: int, seed: int = 0) -> Tensor:
         labels = [c(x, k, seed).numpy() for c in self.candidates]
