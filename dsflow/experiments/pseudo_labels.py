@@ -65,6 +65,12 @@ FEATURES: dict[str, Callable[[int], ClusterFeatures]] = {
     "deskew-hog+oracle-umap": lambda s: Chain([Concat([Chain([DeskewFeatures(blur=0.0), GradientHistogramFeatures()]),
                                                        OracleFeatures()]), UMAPFeatures(seed=s)]),
     "ssl-umap": lambda s: Chain([SelfSupervisedFeatures(seed=s), UMAPFeatures(seed=s)]),
+    # issue 25, characters with more strokes than digits: finer cells (4 px), and both grids side by side (a
+    # two-level pyramid of histograms, PHOG's idea)
+    "deskew-hog7-umap": lambda s: Chain([DeskewFeatures(blur=0.0), GradientHistogramFeatures(cells=7), UMAPFeatures(seed=s)]),
+    "deskew-phog-umap": lambda s: Chain([DeskewFeatures(blur=0.0), Concat([GradientHistogramFeatures(cells=4),
+                                                                           GradientHistogramFeatures(cells=7)]),
+                                         UMAPFeatures(seed=s)]),
 }
 
 #: methods: name -> (feature key, clusterer)
@@ -87,6 +93,8 @@ METHODS: dict[str, tuple[str, Callable[[], Clusterer]]] = {
     "oracleconv-umap-km": ("oracleconv-umap", KMeansClusterer),
     "deskew-hog+oracle-umap-km": ("deskew-hog+oracle-umap", KMeansClusterer),
     "ssl-umap-km": ("ssl-umap", KMeansClusterer),
+    "deskew-hog7-umap-km": ("deskew-hog7-umap", KMeansClusterer),
+    "deskew-phog-umap-km": ("deskew-phog-umap", KMeansClusterer),
 }
 
 #: a method name ending in this fits its clusters on every image of the dataset's file, then scores the n-sample
