@@ -17,7 +17,23 @@ from torch import Tensor
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.pseudo.image_features import gaussian_blur
 
-__all__ = ["Distorted"]
+__all__ = ["Distorted", "random_affine"]
+
+
+def random_affine(n: int, rotation: float, scale: float, shear: float, gen: torch.Generator) -> Tensor:
+    """(n, 2, 3) random affine maps for ``F.affine_grid``: rotation (degrees, uniform in [-rotation, rotation]) after a
+    horizontal shear (uniform in [-shear, shear]), each row scaled by its own factor in [1 - scale, 1 + scale].
+
+    Draws, in this order, from ``gen``: the angles, the two scales and the shears (n each).
+    """
+    u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
+    angle = u(n) * math.radians(rotation)
+    sx, sy, sh = 1 + scale * u(n), 1 + scale * u(n), shear * u(n)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
+    theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
+    return theta
 
 
 class Distorted(DatasetSource):
@@ -45,13 +61,8 @@ class Distorted(DatasetSource):
         """(n, c, h, w) images warped at random (seeded by ``seed``)."""
         gen = torch.Generator().manual_seed(self.seed)
         n, c, h, w = x.shape
+        theta = random_affine(n, self.rotation, self.scale, self.shear, gen)  # (n, 2, 3)
         u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
-        angle = u(n) * math.radians(self.rotation)
-        sx, sy, sh = 1 + self.scale * u(n), 1 + self.scale * u(n), self.shear * u(n)
-        cos, sin = torch.cos(angle), torch.sin(angle)
-        theta = torch.zeros(n, 2, 3)
-        theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
-        theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
         grid = F.affine_grid(theta, [n, c, h, w], align_corners=False)  # (n, h, w, 2)
         field = gaussian_blur(u(2 * n, 1, h, w).double(), 4.0 * h / 28).float().reshape(n, 2, h, w)
         field = field - field.mean((2, 3), keepdim=True)  # no net translation: the warp is a wobble, not a shift

@@ -8,7 +8,6 @@ are given in pixels of MNIST's 20 x 20 digit box and scaled to the canvas.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from dsflow.data.distorted import random_affine
 from dsflow.data.pseudo.image_features import gaussian_blur
 
 __all__ = ["CANVAS", "BOX", "GlyphDistortion", "WarpDraws", "draw_warps", "warp_glyphs", "mnist_placement"]
@@ -107,13 +107,8 @@ class WarpDraws(NamedTuple):
 
 def draw_warps(n: int, d: GlyphDistortion, gen: torch.Generator) -> WarpDraws:
     """Random warps of ``n`` images (all drawn at once: a chunked rendering gives the same images)."""
+    theta = random_affine(n, d.rotation, d.scale, d.shear, gen)  # (n, 2, 3)
     u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
-    angle = u(n) * math.radians(d.rotation)
-    sx, sy, sh = 1 + d.scale * u(n), 1 + d.scale * u(n), d.shear * u(n)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
-    theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
     level = d.stroke[0] + (d.stroke[1] - d.stroke[0]) * torch.rand(n, generator=gen)
     noise = u(n, 2, CANVAS // 4, CANVAS // 4)  # the print profile's draws end here (its images are unchanged)
     local = u(n, 4)
