@@ -26,7 +26,7 @@ __all__ = ["image_flow_figure", "score_curves_figure", "trajectory_figure"]
 
 def image_flow_figure(frames: list[tuple[int, Tensor]], labels: Tensor, path: str | Path,
                       accuracy: dict[int, float] | None = None, class_names: list[str] | None = None,
-                      title: str = "") -> Path:
+                      title: str = "", panel_titles: list[str] | None = None) -> Path:
     """Fig. 5: one panel per step of the same particles, images of one class per row.
 
     Args:
@@ -34,7 +34,10 @@ def image_flow_figure(frames: list[tuple[int, Tensor]], labels: Tensor, path: st
         labels: (k,) their labels; row r shows the particles of the r-th class present, in their order.
         accuracy: oracle accuracy (%) per step, shown in the panel titles.
         class_names: row labels (default: the label values).
+        panel_titles: one title per frame instead of "step t" (e.g. samples and their images under a map).
     """
+    if panel_titles is not None and len(panel_titles) != len(frames):
+        raise ValueError(f"image_flow_figure: {len(panel_titles)} panel titles for {len(frames)} frames")
     if not frames or any(x.ndim != 4 or x.shape != frames[0][1].shape for _, x in frames):
         raise ValueError("image_flow_figure: need one or more frames of (k, c, h, w) images of one shape")
     if labels.shape != (frames[0][1].shape[0],):
@@ -48,13 +51,13 @@ def image_flow_figure(frames: list[tuple[int, Tensor]], labels: Tensor, path: st
     h = frames[0][1].shape[2]
     fig, axes = plt.subplots(1, len(frames), figsize=(1.2 + 0.45 * per_row * len(frames), 0.5 + 0.45 * len(classes)),
                              squeeze=False)
-    for ax, (step, x) in zip(axes[0], frames):
+    for i, (ax, (step, x)) in enumerate(zip(axes[0], frames)):
         cells = x.new_ones((len(classes) * per_row, *x.shape[1:])).float().cpu()  # (C per_row, c, h, w)
         cells[torch.as_tensor(slots)] = x.detach().float().cpu()[torch.as_tensor(order)].clamp(0, 1)
         grid = make_grid(cells, nrow=per_row, padding=1, pad_value=1.0)  # (3, H, W)
         ax.imshow(grid.permute(1, 2, 0).numpy())
         acc = "" if accuracy is None or step not in accuracy else f"\n{accuracy[step]:.1f} %"
-        ax.set_title(f"step {step}{acc}", fontsize=9)
+        ax.set_title(panel_titles[i] if panel_titles is not None else f"step {step}{acc}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([1 + (h + 1) * (r + 0.5) for r in range(len(classes))])
         ax.set_yticklabels([class_names[int(c)] if class_names is not None else str(c) for c in classes], fontsize=7)

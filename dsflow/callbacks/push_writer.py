@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
-from torchvision.utils import make_grid
 
-from dsflow.callbacks.figures import plt
-from dsflow.callbacks.transfer_figures import _save
+from dsflow.callbacks.flow_figures import image_flow_figure
 from dsflow.export import Export, export_images
 
 __all__ = ["PushWriter", "push_figure"]
@@ -117,26 +114,12 @@ def _num_classes(data: Any, labels: Tensor) -> int:
 
 def push_figure(x: Tensor, pushed: Tensor, labels: Tensor, path: str | Path, per_class: int = 8) -> Path:
     """Two grids side by side, new samples x and their pushed images h(x) (each (n, c, h, w)), one row per class
-    with up to ``per_class`` samples (the first of each class in order)."""
+    with up to ``per_class`` samples (the first of each class in order):
+    :func:`~dsflow.callbacks.flow_figures.image_flow_figure` with two panels."""
     if x.shape != pushed.shape or x.ndim != 4 or labels.shape != (x.shape[0],):
         raise ValueError(f"push_figure: need x and h(x) of one (n, c, h, w) shape and (n,) labels, got "
                          f"{tuple(x.shape)}, {tuple(pushed.shape)}, {tuple(labels.shape)}")
-    y = labels.cpu().numpy()
-    classes = np.unique(y)
-    picks = [np.flatnonzero(y == c)[:per_class] for c in classes]
-    fig, axes = plt.subplots(1, 2, figsize=(0.8 + 0.36 * per_class * 2, 0.6 + 0.36 * len(classes)), squeeze=False)
-    for ax, imgs, title in zip(axes[0], (x, pushed), ("new samples x", "pushed h(x)")):
-        cells = imgs.new_ones((len(classes) * per_class, *imgs.shape[1:])).float().cpu()  # blank (white) cells
-        for r, idx in enumerate(picks):
-            cells[r * per_class: r * per_class + len(idx)] = imgs[torch.as_tensor(idx)].detach().float().cpu()
-        grid = make_grid(cells.clamp(0, 1), nrow=per_class, padding=1, pad_value=1.0)  # (3, H, W)
-        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest") if imgs.shape[1] == 1 \
-            else ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_xticks([])
-        h = imgs.shape[2]
-        ax.set_yticks([1 + (h + 1) * (r + 0.5) for r in range(len(classes))])
-        ax.set_yticklabels([str(int(c)) for c in classes], fontsize=7)
-        ax.tick_params(length=0)
-    fig.tight_layout()
-    return _save(fig, path)
+    y = labels.cpu()
+    idx = torch.cat([torch.nonzero(y == c).flatten()[:per_class] for c in torch.unique(y)])  # class by class
+    return image_flow_figure([(0, x[idx]), (0, pushed[idx])], y[idx], path,
+                             panel_titles=["new samples x", "pushed h(x)"])
