@@ -10,7 +10,7 @@ from dsflow.data.pseudo import (
     AgglomerativeClusterer, Chain, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures,
     BalancedKMeansClusterer, GaussianMixtureClusterer, GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures,
     PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
-    UMAPFeatures, hungarian_alignment,
+    UMAPFeatures, aligned_accuracy, hungarian_alignment,
 )
 from dsflow.data.pseudo import Augment, Concat, OracleFeatures, SelfSupervisedFeatures
 from dsflow.data.root import MissingDataError, data_root
@@ -76,6 +76,7 @@ __all__ = [
     "UMAPFeatures",
     "USPS",
     "data_root",
+    "aligned_accuracy",
     "hungarian_alignment",
     "load_pairs",
     "render_glyph_dataset",

@@ -37,7 +37,7 @@ from torch import Tensor
 from dsflow.data import (
     Chain, Concat, OracleFeatures, SelfSupervisedFeatures, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
     GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures, Pseudolabeler,
-    SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, hungarian_alignment,
+    SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, aligned_accuracy,
 )
 from dsflow.data.base import DatasetSource, LabeledData
 from dsflow.data.distorted import Distorted
@@ -173,7 +173,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def accuracy(pseudo: Tensor, true: Tensor, k: int) -> float:
     """Hungarian cluster accuracy (%), scoring only."""
-    return 100.0 * float((hungarian_alignment(pseudo, true, k, k)[pseudo] == true).double().mean())
+    return aligned_accuracy(pseudo, true, k, k)
 
 
 class _Fixed(Pseudolabeler):

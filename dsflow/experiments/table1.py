@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from dsflow.data.pseudo import PseudoLabeled, hungarian_alignment
+from dsflow.data.pseudo import PseudoLabeled, aligned_accuracy
 from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import table1_targets
 from dsflow.io import load_npz
@@ -224,8 +224,7 @@ def export_agreement(path: Path, datamodule: Any) -> tuple[str | None, float | N
     spec = datamodule.source_spec
     true, c_true = spec.scoring_labels() if isinstance(spec, PseudoLabeled) else (datamodule.source.y, datamodule.source.num_classes)
     k = max(int(labels.max()) + 1, c_true)
-    aligned = hungarian_alignment(labels, true.cpu(), k, c_true)
-    return str(path), 100.0 * float((aligned[labels] == true.cpu()).double().mean())
+    return str(path), aligned_accuracy(labels, true, k, c_true)
 
 
 def run_row(target: str, seed: int, args: argparse.Namespace, oracle: str, progress: common.Progress) -> Table1Row:

@@ -12,7 +12,7 @@ from dsflow.data.pseudo.embeddings import SpectralFeatures, UMAPFeatures, class_
 from dsflow.data.pseudo.ensembles import ConsensusClusterer, OverClusterMerge
 from dsflow.data.pseudo.features import Chain, ClusterFeatures, PCAFeatures, PixelFeatures, TSNEFeatures
 from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramFeatures
-from dsflow.data.pseudo.labeled import PseudoLabeled, WholeSplit, hungarian_alignment, whole_split
+from dsflow.data.pseudo.labeled import PseudoLabeled, WholeSplit, aligned_accuracy, hungarian_alignment, whole_split
 from dsflow.data.pseudo.learned import Augment, SelfSupervisedFeatures
 from dsflow.data.pseudo.oracle_features import Concat, OracleFeatures
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
@@ -22,5 +22,5 @@ __all__ = [
     "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
     "OracleFeatures", "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
     "Selection", "SelfSupervisedFeatures", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
-    "WholeSplit", "balanced_assignment", "hungarian_alignment", "relabel_by_size", "whole_split",
+    "WholeSplit", "aligned_accuracy", "balanced_assignment", "hungarian_alignment", "relabel_by_size", "whole_split",
 ]

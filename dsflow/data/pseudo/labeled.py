@@ -24,7 +24,7 @@ from dsflow.data.pseudo.clusterers import Clusterer, KMeansClusterer
 from dsflow.data.pseudo.features import ClusterFeatures, PixelFeatures
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler
 
-__all__ = ["PseudoLabeled", "WholeSplit", "hungarian_alignment", "whole_split"]
+__all__ = ["PseudoLabeled", "WholeSplit", "aligned_accuracy", "hungarian_alignment", "whole_split"]
 
 
 class WholeSplit:
@@ -80,6 +80,14 @@ def hungarian_alignment(pseudo: Tensor, true: Tensor, k: int, num_true: int) -> 
     mapping = counts.argmax(1)  # (k,) majority label, used for clusters left unmatched
     mapping[matching.rows] = matching.cols
     return mapping
+
+
+
+def aligned_accuracy(labels: Tensor, true: Tensor, k: int, num_true: int) -> float:
+    """% of ``labels`` (n,) in [0, k) equal to ``true`` (n,) in [0, num_true) once each label is mapped to a true one
+    by :func:`hungarian_alignment`. Scoring only."""
+    labels, true = labels.cpu(), true.cpu()
+    return 100.0 * float((hungarian_alignment(labels, true, k, num_true)[labels] == true).double().mean())
 
 
 class PseudoLabeled(DatasetSource):
