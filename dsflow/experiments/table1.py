@@ -46,14 +46,14 @@ from typing import Any
 
 import torch
 
-from dsflow.data.pseudo import PseudoLabeled, aligned_accuracy
+from dsflow.data.pseudo import ByStrokeWidth, PseudoLabeled, aligned_accuracy
 from dsflow.experiments import common, runs
 from dsflow.experiments.datasets import table1_targets
 from dsflow.io import load_npz
 from dsflow.process import flush_denormals
 
 __all__ = ["Mode", "ModeRun", "Table1Row", "FLOW", "ORACLE", "parse", "target_overrides", "flow_args",
-           "validate_targets", "oracle_checkpoint", "run_dir", "run_row", "export_agreement", "main", "table"]
+           "validate_targets", "oracle_checkpoint", "run_dir", "run_row", "export_agreement", "feature_choice", "main", "table"]
 
 FLOW = ["configs/flow/images.yaml", "configs/flow/data/mnist_reference.yaml", "configs/flow/table1/flow.yaml"]
 ORACLE = ["configs/train/lenet_mnist.yaml", "configs/train/table1_oracle.yaml"]
@@ -89,6 +89,7 @@ class ModeRun:
     clusters: float | None = None  # the pseudo-labels' own accuracy (%), when the flow had pseudo-labels
     export: str | None = None  # the flowed dataset (flowed.npz)
     agreement: float | None = None  # % of its labels equal to the true ones, Hungarian-aligned (scoring only)
+    features: str | None = None  # which pseudo-label features a per-target choice (ByStrokeWidth) made, and why
 
 
 @dataclass
@@ -124,6 +125,7 @@ class Table1Row:
             out |= {f"{mode.value}_before": r.before, f"{mode.value}_history": r.history}
             out |= {"clusters": r.clusters} if r.clusters is not None else {}
             out |= {f"{mode.value}_export": r.export, f"{mode.value}_export_agreement": r.agreement} if r.export else {}
+            out |= {f"{mode.value}_features": r.features} if r.features else {}
             out["steps"] = r.steps
         return out
 
@@ -212,7 +214,18 @@ def run_mode(target: str, mode: Mode, seed: int, args: argparse.Namespace, oracl
     return ModeRun(history[-1]["accuracy"], history[0]["accuracy"], history,
                    json.loads((run / "summary.json").read_text())["steps"], seconds,
                    json.loads(clusters.read_text())["accuracy"] if clusters.is_file() else None,
-                   export, agreement)
+                   export, agreement, feature_choice(cli.datamodule))
+
+
+def feature_choice(datamodule: Any) -> str | None:
+    """What a per-target feature choice (:class:`~dsflow.data.ByStrokeWidth`) of the flow's pseudo-labels
+    measured and chose (None: the flow has no such choice)."""
+    features = getattr(datamodule.source_spec, "features", None)
+    if not isinstance(features, ByStrokeWidth) or features.last is None:
+        return None
+    r = features.last
+    return (f"{'thin' if r.thin else 'thick'}-stroke features (median deep ink {r.deep_ink:.3f} "
+            f"{'<=' if r.thin else '>'} {features.max_deep_ink})")
 
 
 def export_agreement(path: Path, datamodule: Any) -> tuple[str | None, float | None]:
@@ -234,6 +247,8 @@ def run_row(target: str, seed: int, args: argparse.Namespace, oracle: str, progr
         r = row.runs[mode] = run_mode(target, mode, seed, args, oracle)
         print(f"{target} seed {seed} {mode.value}: {r.before:.1f} % -> {r.accuracy:.1f} % in {r.seconds:.0f} s "
               f"(flow {progress.step(r.seconds)})", flush=True)
+        if r.features is not None:
+            print(f"  pseudo-labels: {r.features}", flush=True)
         if r.export is not None:
             print(f"  export: {r.export}, labels agree with the true labels {r.agreement:.1f} % (Hungarian-aligned)",
                   flush=True)

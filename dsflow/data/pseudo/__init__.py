@@ -15,10 +15,11 @@ from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramF
 from dsflow.data.pseudo.labeled import PseudoLabeled, WholeSplit, aligned_accuracy, hungarian_alignment, whole_split
 from dsflow.data.pseudo.learned import Augment, SelfSupervisedFeatures
 from dsflow.data.pseudo.oracle_features import Concat, OracleFeatures
+from dsflow.data.pseudo.stroke_switch import ByStrokeWidth, StrokeReading, deep_ink_fraction
 from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectByAgreement, SelectByStability, Selection
 
 __all__ = [
-    "AgglomerativeClusterer", "Augment", "BalancedKMeansClusterer", "Chain", "Concat", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
+    "AgglomerativeClusterer", "Augment", "BalancedKMeansClusterer", "ByStrokeWidth", "StrokeReading", "deep_ink_fraction", "Chain", "Concat", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
     "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
     "OracleFeatures", "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
     "Selection", "SelfSupervisedFeatures", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
