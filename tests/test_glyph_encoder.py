@@ -4,6 +4,7 @@ characters apart on real digits, and that its kanji corpus shares no character w
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def test_shipped_weights_give_deterministic_unit_norm_features() -> None:
     torch.testing.assert_close(z.norm(dim=1), torch.ones(9, dtype=torch.float64))
     torch.testing.assert_close(GlyphEncoderFeatures(batch_size=4)(x[:, 0]), z)  # (n, 28, 28) and batching
     info = json.loads(MANIFEST.read_text())
-    assert info["weights_sha256"] == __import__("hashlib").sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
+    assert info["weights_sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
     assert DEFAULT_WEIGHTS.stat().st_size < 2_000_000
     assert not any(p.requires_grad for p in GlyphEncoderFeatures().net.parameters())
 
