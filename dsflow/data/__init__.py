@@ -12,7 +12,7 @@ from dsflow.data.pseudo import (
     PseudoLabeled, Pseudolabeler, SelectByAgreement, SelectByStability, SpectralClusterer, SpectralFeatures, TSNEFeatures,
     UMAPFeatures, aligned_accuracy, hungarian_alignment,
 )
-from dsflow.data.pseudo import Augment, ByStrokeWidth, Concat, OracleFeatures, SelfSupervisedFeatures
+from dsflow.data.pseudo import Augment, ByStrokeWidth, Concat, GlyphEncoderFeatures, OracleFeatures, SelfSupervisedFeatures
 from dsflow.data.root import MissingDataError, data_root
 from dsflow.data.subset import Subset
 from dsflow.data.swiss_roll import SwissRoll
@@ -44,6 +44,7 @@ __all__ = [
     "GaussianMixture",
     "GaussianMixtureClusterer",
     "GlyphDistortion",
+    "GlyphEncoderFeatures",
     "GlyphSpec",
     "GradientHistogramFeatures",
     "ImageDataModule",

@@ -35,7 +35,7 @@ import numpy as np
 from torch import Tensor
 
 from dsflow.data import (
-    Chain, Concat, OracleFeatures, SelfSupervisedFeatures, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
+    Chain, Concat, GlyphEncoderFeatures, OracleFeatures, SelfSupervisedFeatures, ClusterFeatures, ClusterPipeline, Clusterer, ConsensusClusterer, DeskewFeatures, GaussianMixtureClusterer,
     GradientHistogramFeatures, KMeansClusterer, OverClusterMerge, PCAFeatures, PixelFeatures, Pseudolabeler,
     SelectByAgreement, SelectByStability, SpectralClusterer, TSNEFeatures, UMAPFeatures, aligned_accuracy,
 )
@@ -71,6 +71,12 @@ FEATURES: dict[str, Callable[[int], ClusterFeatures]] = {
     "deskew-phog-umap": lambda s: Chain([DeskewFeatures(blur=0.0), Concat([GradientHistogramFeatures(cells=4),
                                                                            GradientHistogramFeatures(cells=7)]),
                                          UMAPFeatures(seed=s)]),
+    # a frozen character encoder pretrained on rendered kanji (no development or hold-out class), alone and beside
+    # the 4-px gradient histograms
+    "glyphenc-umap": lambda s: Chain([GlyphEncoderFeatures(), UMAPFeatures(seed=s)]),
+    "deskew-hog7+glyphenc-umap": lambda s: Chain([Concat([Chain([DeskewFeatures(blur=0.0),
+                                                                 GradientHistogramFeatures(cells=7)]),
+                                                          GlyphEncoderFeatures()]), UMAPFeatures(seed=s)]),
 }
 
 #: methods: name -> (feature key, clusterer)
@@ -95,6 +101,8 @@ METHODS: dict[str, tuple[str, Callable[[], Clusterer]]] = {
     "ssl-umap-km": ("ssl-umap", KMeansClusterer),
     "deskew-hog7-umap-km": ("deskew-hog7-umap", KMeansClusterer),
     "deskew-phog-umap-km": ("deskew-phog-umap", KMeansClusterer),
+    "glyphenc-umap-km": ("glyphenc-umap", KMeansClusterer),
+    "deskew-hog7+glyphenc-umap-km": ("deskew-hog7+glyphenc-umap", KMeansClusterer),
 }
 
 #: a method name ending in this fits its clusters on every image of the dataset's file, then scores the n-sample

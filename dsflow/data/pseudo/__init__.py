@@ -11,6 +11,7 @@ from dsflow.data.pseudo.clusterers import (
 from dsflow.data.pseudo.embeddings import SpectralFeatures, UMAPFeatures, class_neighbors
 from dsflow.data.pseudo.ensembles import ConsensusClusterer, OverClusterMerge
 from dsflow.data.pseudo.features import Chain, ClusterFeatures, PCAFeatures, PixelFeatures, TSNEFeatures
+from dsflow.data.pseudo.glyph_encoder import GlyphEncoderFeatures
 from dsflow.data.pseudo.image_features import DeskewFeatures, GradientHistogramFeatures
 from dsflow.data.pseudo.labeled import PseudoLabeled, WholeSplit, aligned_accuracy, hungarian_alignment, whole_split
 from dsflow.data.pseudo.learned import Augment, SelfSupervisedFeatures
@@ -20,7 +21,7 @@ from dsflow.data.pseudo.selection import ClusterPipeline, Pseudolabeler, SelectB
 
 __all__ = [
     "AgglomerativeClusterer", "Augment", "BalancedKMeansClusterer", "ByStrokeWidth", "StrokeReading", "deep_ink_fraction", "Chain", "Concat", "ClusterFeatures", "ClusterPipeline", "Clusterer", "ConsensusClusterer",
-    "DeskewFeatures", "GaussianMixtureClusterer", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
+    "DeskewFeatures", "GaussianMixtureClusterer", "GlyphEncoderFeatures", "GradientHistogramFeatures", "KMeansClusterer", "OverClusterMerge",
     "OracleFeatures", "PCAFeatures", "PixelFeatures", "PseudoLabeled", "Pseudolabeler", "SelectByAgreement", "SelectByStability",
     "Selection", "SelfSupervisedFeatures", "SpectralClusterer", "SpectralFeatures", "TSNEFeatures", "UMAPFeatures", "class_neighbors",
     "WholeSplit", "aligned_accuracy", "balanced_assignment", "hungarian_alignment", "relabel_by_size", "whole_split",
