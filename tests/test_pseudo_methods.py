@@ -175,15 +175,21 @@ def test_recommended_yaml_of_the_docs_instantiates() -> None:
     import yaml
     from jsonargparse import ArgumentParser
 
-    from dsflow.data import Chain, KMNIST
+    from dsflow.data import ByStrokeWidth, Chain, Concat, GlyphEncoderFeatures, KMNIST
 
     doc = (Path(__file__).parents[1] / "docs/pseudo_labels.md").read_text()
     snippet = yaml.safe_load(re.search(r"```yaml\n(.*?)```", doc, re.S).group(1))
     parser = ArgumentParser()
     parser.add_argument("--source", type=PseudoLabeled)
     src = parser.instantiate_classes(parser.parse_object(snippet)).source
-    assert isinstance(src.source, KMNIST) and isinstance(src.features, Chain) and isinstance(src.clusterer, KMeansClusterer)
-    assert [type(s) for s in src.features.steps] == [DeskewFeatures, GradientHistogramFeatures, UMAPFeatures]
+    assert isinstance(src.source, KMNIST) and isinstance(src.features, ByStrokeWidth) and isinstance(src.clusterer, KMeansClusterer)
+    thin, thick = src.features.thin, src.features.thick
+    assert isinstance(thin, Chain) and isinstance(thick, Chain)
+    assert [type(s) for s in thick.steps] == [DeskewFeatures, GradientHistogramFeatures, UMAPFeatures]
+    assert [type(s) for s in thin.steps] == [Concat, UMAPFeatures]
+    hog, glyphs = thin.steps[0].parts
+    assert isinstance(hog, Chain) and isinstance(glyphs, GlyphEncoderFeatures)
+    assert [(type(s), getattr(s, "cells", None)) for s in hog.steps] == [(DeskewFeatures, None), (GradientHistogramFeatures, 7)]
 
 
 def test_balanced_kmeans_gives_equal_clusters_of_least_cost() -> None:

@@ -79,9 +79,17 @@ def test_documented_command_runs_the_documented_settings() -> None:
         if mode == "unsupervised":
             assert source["class_path"] == "dsflow.data.PseudoLabeled"
             features = source["init_args"]["features"]
-            steps = [s["class_path"] for s in features["init_args"]["steps"]]
-            assert features["class_path"] == "dsflow.data.Chain" and steps == [
-                "dsflow.data.DeskewFeatures", "dsflow.data.GradientHistogramFeatures", "dsflow.data.UMAPFeatures"]
+            assert features["class_path"] == "dsflow.data.ByStrokeWidth"  # per target: strokes or shapes
+            branches = {b: features["init_args"][b] for b in ("thin", "thick")}
+            steps = {b: [s["class_path"] for s in f["init_args"]["steps"]] for b, f in branches.items()}
+            assert steps == {"thin": ["dsflow.data.Concat", "dsflow.data.UMAPFeatures"],
+                             "thick": ["dsflow.data.DeskewFeatures", "dsflow.data.GradientHistogramFeatures",
+                                       "dsflow.data.UMAPFeatures"]}
+            assert branches["thick"]["init_args"]["steps"][1]["init_args"]["cells"] == 4  # 7-pixel cells
+            parts = branches["thin"]["init_args"]["steps"][0]["init_args"]["parts"]
+            assert [p["class_path"] for p in parts] == ["dsflow.data.Chain", "dsflow.data.GlyphEncoderFeatures"]
+            assert parts[0]["init_args"]["steps"][1]["init_args"]["cells"] == 7  # 4-pixel cells
+            assert features["init_args"]["max_deep_ink"] == 0.1
             assert source["init_args"]["clusterer"]["class_path"] == "dsflow.data.BalancedKMeansClusterer"
             source = source["init_args"]["source"]
         expected = {"fmnist": "dsflow.data.FashionMNIST", "mnist-train": "dsflow.data.MNIST"}.get(target, "dsflow.data.ArrayFile")
