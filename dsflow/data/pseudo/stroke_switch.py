@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsflow.data.pseudo.features import ClusterFeatures
+from dsflow.data.pseudo.image_features import _gray
 
 __all__ = ["ByStrokeWidth", "StrokeReading", "deep_ink_fraction"]
 
@@ -36,13 +37,9 @@ def deep_ink_fraction(x: Tensor, depth: float = 2.0, level: float = 0.5) -> Tens
     fraction. x: (n, c, h, w) or (n, h, w) images, any scale (channels are averaged to gray). An image without
     ink gives 0.
     """
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ValueError(f"deep_ink_fraction: need (n, c, h, w) or (n, h, w) images, got shape {tuple(x.shape)}")
     if depth <= 0 or not 0 < level < 1:
         raise ValueError(f"deep_ink_fraction: need depth > 0 and 0 < level < 1, got {depth}, {level}")
-    img = x.double().mean(1, keepdim=True)  # (n, 1, h, w)
+    img = _gray(x)  # (n, 1, h, w)
     peak = img.amax(dim=(1, 2, 3), keepdim=True)  # (n, 1, 1, 1)
     ink = (img > level * peak).double() * (peak > 0)  # (n, 1, h, w)
     r = max(1, round(depth * img.shape[-2] / 28))
