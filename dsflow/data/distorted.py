@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dsflow.data.base import DatasetSource, LabeledData
-from dsflow.data.pseudo.image_features import gaussian_blur
+from dsflow.data.pseudo.image_features import affine_theta, gaussian_blur
 
 __all__ = ["Distorted", "random_affine"]
 
@@ -29,11 +29,7 @@ def random_affine(n: int, rotation: float, scale: float, shear: float, gen: torc
     u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
     angle = u(n) * math.radians(rotation)
     sx, sy, sh = 1 + scale * u(n), 1 + scale * u(n), shear * u(n)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (sh * cos - sin)  # rotation @ shear, rows scaled
-    theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (sh * sin + cos)
-    return theta
+    return affine_theta(angle, sx, sy, sh)
 
 
 class Distorted(DatasetSource):

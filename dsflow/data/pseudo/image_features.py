@@ -20,7 +20,7 @@ from torch import Tensor
 
 from dsflow.data.pseudo.features import ClusterFeatures
 
-__all__ = ["DeskewFeatures", "GradientHistogramFeatures", "gaussian_blur"]
+__all__ = ["DeskewFeatures", "GradientHistogramFeatures", "affine_theta", "gaussian_blur"]
 
 
 def _gray(x: Tensor) -> Tensor:
@@ -42,6 +42,16 @@ def gaussian_blur(img: Tensor, sigma: float) -> Tensor:
     g = g / g.sum()  # (2r + 1,)
     out = F.conv2d(F.pad(img, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1))
     return F.conv2d(F.pad(out, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1))  # (n, 1, h, w)
+
+
+def affine_theta(angle: Tensor, sx: Tensor, sy: Tensor, shear: Tensor) -> Tensor:
+    """(n, 2, 3) affine maps for ``F.affine_grid`` (no translation): the rotation by ``angle`` (radians) after the
+    horizontal ``shear``, the first row scaled by ``sx``, the second by ``sy`` (each (n,))."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(angle.shape[0], 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = sx * cos, sx * (shear * cos - sin)  # rotation @ shear, rows scaled
+    theta[:, 1, 0], theta[:, 1, 1] = sy * sin, sy * (shear * sin + cos)
+    return theta
 
 
 class DeskewFeatures(ClusterFeatures):

@@ -82,7 +82,6 @@ def hungarian_alignment(pseudo: Tensor, true: Tensor, k: int, num_true: int) -> 
     return mapping
 
 
-
 def aligned_accuracy(labels: Tensor, true: Tensor, k: int, num_true: int) -> float:
     """% of ``labels`` (n,) in [0, k) equal to ``true`` (n,) in [0, num_true) once each label is mapped to a true one
     by :func:`hungarian_alignment`. Scoring only."""

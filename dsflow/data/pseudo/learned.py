@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dsflow.data.pseudo.features import ClusterFeatures
+from dsflow.data.pseudo.image_features import affine_theta
 
 __all__ = ["SelfSupervisedFeatures", "ConvEncoder", "Augment", "augment", "nt_xent"]
 
@@ -69,10 +70,7 @@ def augment(x: Tensor, aug: Augment, gen: torch.Generator) -> Tensor:
     b, _, h, w = x.shape
     u = lambda *shape: 2 * torch.rand(*shape, generator=gen) - 1  # noqa: E731  uniform in [-1, 1]
     angle, s, sh = u(b) * math.radians(aug.rotation), 1 + aug.scale * u(b), aug.shear * u(b)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 1] = s * cos, s * (sh * cos - sin)  # output (u, v) reads input theta @ (u, v, 1)
-    theta[:, 1, 0], theta[:, 1, 1] = s * sin, s * (sh * sin + cos)
+    theta = affine_theta(angle, s, s, sh)  # (B, 2, 3): output (u, v) reads input theta @ (u, v, 1)
     theta[:, :, 2] = u(b, 2) * (2 * aug.shift / 28)  # normalised units: 2 per image width
     grid = F.affine_grid(theta, [b, 1, h, w], align_corners=False)  # (B, h, w, 2)
     if aug.elastic > 0:  # a smooth random field: coarse 4 x 4 noise, upsampled
