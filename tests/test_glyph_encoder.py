@@ -125,3 +125,12 @@ def test_corpus_rule_gives_the_shipped_characters() -> None:
         assert corpus_chars(len(chars)) == chars
     except MissingFontError as err:
         pytest.skip(f"corpus fonts not installed: {err.missing}")
+
+
+def test_features_on_the_images_device_match_the_cpu_ones(device: torch.device) -> None:
+    """The encoder runs where the images are; on a GPU it gives the CPU's embeddings (TF32 convolutions aside)."""
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    cpu = GlyphEncoderFeatures()(x)
+    here = GlyphEncoderFeatures()(x.to(device))
+    assert here.device == device and here.shape == (64, 128)
+    torch.testing.assert_close(here.cpu(), cpu, atol=5e-3, rtol=0)

@@ -81,3 +81,12 @@ def test_real_digits_are_strokes_and_real_clothing_is_not():
     switch = ByStrokeWidth(thin=Tag(0.0), thick=Tag(1.0))
     assert switch.reading(digits).thin and switch.reading(digits).deep_ink < 0.02
     assert not switch.reading(clothes).thin and switch.reading(clothes).deep_ink > 0.12
+
+
+def test_deep_ink_is_the_same_on_every_device(device: torch.device) -> None:
+    x = image().repeat(3, 1, 1, 1)
+    x[0, 0, 4:24, 10:14] = 1.0
+    x[1, 0, 9:19, 9:19] = 1.0
+    out = deep_ink_fraction(x.to(device))
+    assert out.device == device
+    assert out.cpu().tolist() == pytest.approx([0.0, 0.36, 0.0])

@@ -98,7 +98,7 @@ class GlyphEncoderFeatures(ClusterFeatures):
         if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
             raise ValueError(f"GlyphEncoderFeatures: need (n, 1, 28, 28) or (n, 28, 28) gray images, got shape "
                              f"{tuple(x.shape)}")
-        net = self.net
+        net = self.net.to(x.device)  # the images' device: CPU, or a GPU when the caller's tensors live there
         z = torch.cat([net(batch) for batch in x.float().split(self.batch_size)])  # (n, 128)
         z = z.double()
         return z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
