@@ -68,9 +68,12 @@ def test_the_switch_hands_strokes_and_shapes_to_their_maps_and_records_it():
     strokes[:, :, 4:24, 10:13] = 1.0
     shapes[:, :, 6:22, 6:22] = 1.0
     switch = ByStrokeWidth(thin=Tag(0.0), thick=Tag(1.0))
+    assert switch.describe() is None
     assert switch(strokes).unique().tolist() == [0.0] and switch.last is not None and switch.last.thin
+    assert switch.describe() == "thin-stroke features (median deep ink 0.000 <= 0.1)"
     assert switch(shapes).unique().tolist() == [1.0] and switch.last is not None and not switch.last.thin
     assert switch.last.deep_ink == pytest.approx(12 * 12 / 256)
+    assert switch.describe() == "thick-stroke features (median deep ink 0.562 > 0.1)"
     switch.default_checkpoint("oracle.ckpt")
     assert switch.thin.checkpoint == switch.thick.checkpoint == "oracle.ckpt"  # type: ignore[attr-defined]
 

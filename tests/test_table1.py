@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from dsflow.cli import flow_main
@@ -163,3 +164,18 @@ def test_unsupervised_export_labels_agree_as_often_as_the_clusters(tmp_path: Pat
 def test_unknown_target_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown target 'svhn'"):
         table1.target_overrides("svhn", Mode.SUPERVISED, [])
+
+
+def test_the_runner_reports_the_per_target_feature_choice() -> None:
+    """What ByStrokeWidth read and chose reaches the row (printed and in results.json); other features give None."""
+    from types import SimpleNamespace
+
+    from dsflow.data import ByStrokeWidth, MNIST, PixelFeatures, PseudoLabeled
+
+    switch = ByStrokeWidth(thin=PixelFeatures(), thick=PixelFeatures())
+    source = MNIST(split="test", n=20, seed=0, size=28, channels=1)
+    data = SimpleNamespace(source_spec=PseudoLabeled(source, features=switch))
+    assert table1.feature_choice(data) is None  # nothing chosen yet
+    switch(torch.zeros(4, 1, 28, 28).index_fill_(3, torch.tensor([10, 11]), 1.0))  # a 2-px vertical bar: thin
+    assert table1.feature_choice(data) == "thin-stroke features (median deep ink 0.000 <= 0.1)"
+    assert table1.feature_choice(SimpleNamespace(source_spec=PseudoLabeled(source))) is None

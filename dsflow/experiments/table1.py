@@ -220,12 +220,10 @@ def run_mode(target: str, mode: Mode, seed: int, args: argparse.Namespace, oracl
 def feature_choice(datamodule: Any) -> str | None:
     """What a per-target feature choice (:class:`~dsflow.data.ByStrokeWidth`) of the flow's pseudo-labels
     measured and chose (None: the flow has no such choice)."""
-    features = getattr(datamodule.source_spec, "features", None)
-    if not isinstance(features, ByStrokeWidth) or features.last is None:
+    spec = datamodule.source_spec
+    if not isinstance(spec, PseudoLabeled) or not isinstance(spec.features, ByStrokeWidth):
         return None
-    r = features.last
-    return (f"{'thin' if r.thin else 'thick'}-stroke features (median deep ink {r.deep_ink:.3f} "
-            f"{'<=' if r.thin else '>'} {features.max_deep_ink})")
+    return spec.features.describe()
 
 
 def export_agreement(path: Path, datamodule: Any) -> tuple[str | None, float | None]:

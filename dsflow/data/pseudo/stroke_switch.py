@@ -77,6 +77,14 @@ class ByStrokeWidth(ClusterFeatures):
         deep = float(torch.median(deep_ink_fraction(x, self.depth)))
         return StrokeReading(deep, deep <= self.max_deep_ink)
 
+    def describe(self) -> str | None:
+        """The last choice in words (None before any): which features, and the reading that chose them."""
+        r = self.last
+        if r is None:
+            return None
+        return (f"{'thin' if r.thin else 'thick'}-stroke features (median deep ink {r.deep_ink:.3f} "
+                f"{'<=' if r.thin else '>'} {self.max_deep_ink})")
+
     def __call__(self, x: Tensor, num_clusters: int | None = None) -> Tensor:
         self.last = self.reading(x)
         return (self.thin if self.last.thin else self.thick)(x, num_clusters)
