@@ -71,18 +71,22 @@ class ParticleLabels:
     num_classes: int
     num_reference: int
 
+    @property
+    def own_key(self) -> str:
+        """The file's key of the particles' own labels: ``pseudo_labels`` (clusters) or ``flow_labels``."""
+        return "pseudo_labels" if self.pseudo else "flow_labels"
+
     def arrays(self) -> dict[str, Tensor]:
         """Every label array under its key in the file (module docstring)."""
-        own = "pseudo_labels" if self.pseudo else "flow_labels"
         extra = {} if self.oracle is None else {"oracle_labels": self.oracle}
-        return {own: self.flow, "coupled_labels": self.coupled, **extra}
+        return {self.own_key: self.flow, "coupled_labels": self.coupled, **extra}
 
     def pick(self, choice: LabelChoice) -> tuple[str, Tensor, int]:
         """(key, labels (n,), class count) of ``choice`` (``auto``: ``coupled`` if pseudo-labeled, else ``flow``)."""
         if choice == "auto":
             choice = "coupled" if self.pseudo else "flow"
         if choice == "flow":
-            return ("pseudo_labels" if self.pseudo else "flow_labels"), self.flow, self.num_classes
+            return self.own_key, self.flow, self.num_classes
         if choice == "coupled":
             return "coupled_labels", self.coupled, self.num_reference
         if choice == "oracle":
