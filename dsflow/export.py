@@ -114,7 +114,8 @@ def export_images(path: str | Path, x: Tensor, labels: Tensor, label_key: str = 
         num_classes: C (default: ``len(class_names)``, else the largest label + 1).
         image_folder: also write ``<image_folder>/train/<class>/<index>.png``.
     """
-    images, clipped = to_uint8(x)
+    host = x.detach().to("cpu", torch.float32) if x.dtype.is_floating_point else x  # one copy off the device
+    images, clipped = to_uint8(host)
     n = images.shape[0]
     arrays = {"labels": labels, **(extra or {})}
     checked: dict[str, np.ndarray] = {}
@@ -135,7 +136,7 @@ def export_images(path: str | Path, x: Tensor, labels: Tensor, label_key: str = 
     folder = None
     if image_folder is not None:
         folder = write_image_folder(image_folder, images, checked["labels"], c, class_names)
-    visibly, worst = outside_unit_range(x)
+    visibly, worst = outside_unit_range(host)
     return Export(out, n, clipped, label_key, folder, visibly, worst)
 
 
