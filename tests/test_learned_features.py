@@ -64,6 +64,13 @@ def test_oracle_features_read_the_penultimate_or_a_named_layer(checkpoint: str) 
     torch.testing.assert_close(OracleFeatures(checkpoint, layer="features")(x), conv.double())
 
 
+
+def test_oracle_features_run_where_the_images_are(checkpoint: str, device: torch.device) -> None:
+    x = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    z = OracleFeatures(checkpoint)(x.to(device))
+    assert z.device == device and z.shape == (5, 84)
+    torch.testing.assert_close(z.cpu(), OracleFeatures(checkpoint)(x), atol=1e-3, rtol=0)  # TF32 aside
+
 def test_oracle_features_fail_clearly(checkpoint: str) -> None:
     with pytest.raises(ValueError, match="no checkpoint"):
         OracleFeatures()(torch.rand(2, 1, 28, 28))

@@ -60,7 +60,7 @@ class OracleFeatures(ClusterFeatures):
         if self.checkpoint is None:
             raise ValueError("OracleFeatures: no checkpoint given (set `checkpoint`, or run it through the Table 1 "
                              "runner, which passes its oracle's)")
-        oracle = load_oracle(self.checkpoint)
+        oracle = load_oracle(self.checkpoint, map_location=x.device)  # the network where the images are
         oracle.check_input(tuple(x.shape[1:]), "the images to cluster")
         module = _module(oracle.net, self.layer, "OracleFeatures")
         seen: list[Tensor] = []
